@@ -1,0 +1,1 @@
+// Compiled once to build the shared precompiled header.
