@@ -1,0 +1,32 @@
+#pragma once
+// Tiled exact softmax attention, forward and backward, without autograd (flash-attention
+// style: the backward recomputes each tile's probabilities from the saved log-sum-exp, so
+// nothing of size Tq x Tk is ever held). Dense, ring and the sparse kernels are built on it.
+#include <ATen/core/Tensor.h>
+
+namespace longnet::attention {
+
+// Where the queries and keys sit in the sequence: causal masking compares absolute
+// positions, so a chunk of a longer sequence (the ring's k/v chunks) is masked correctly.
+struct TileSpec {
+  bool causal = false;
+  int64_t q_pos0 = 0;  // absolute position of q[:, :, 0]
+  int64_t k_pos0 = 0;  // absolute position of k[:, :, 0]
+  int64_t q_block = 128;
+  int64_t k_block = 128;
+};
+
+// q: [B, H, Tq, D], k, v: [B, H, Tk, D], contiguous -> out: [B, H, Tq, D], lse: [B, H, Tq].
+// q is used as given: the caller folds the softmax scale into it.
+// A query with no allowed key gets out = 0 and lse = -inf.
+void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   const TileSpec& spec, at::Tensor& out, at::Tensor& lse);
+
+// Gradients of out (dout: [B, H, Tq, D]) and lse (dlse: [B, H, Tq], may be undefined)
+// with respect to q, k, v, accumulated (add_) into dq, dk, dv of the inputs' shapes.
+void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
+                    const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
+                    at::Tensor& dk, at::Tensor& dv);
+
+}  // namespace longnet::attention

@@ -1,0 +1,26 @@
+#pragma once
+// `dense`: exact softmax attention over all (causal: all past) keys, tiled over queries and
+// keys so that memory is O(T * block) in forward and backward.
+#include "attention/kernel.h"
+#include "attention/options.h"
+
+namespace longnet::attention {
+
+class DenseAttention : public AttentionKernel {
+ public:
+  explicit DenseAttention(const AttentionOptions& options) : options_(options) {}
+  // q, k, v: [B, T, H, D] -> out: [B, T, H, D], lse: [B, T, H]
+  AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k,
+                          const torch::Tensor& v, bool causal) override;
+  std::string kind() const override { return "dense"; }
+
+ private:
+  AttentionOptions options_;
+};
+
+// The autograd-aware tiled attention that dense (and later kernels) call.
+// q, k, v: [B, T, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]; scale = 1/sqrt(D).
+AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                const torch::Tensor& v, bool causal, int64_t block);
+
+}  // namespace longnet::attention

@@ -1,0 +1,29 @@
+#pragma once
+// The one interface every attention kernel implements (DESIGN.md, "Attention").
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+
+namespace longnet::attention {
+
+// out: [B, T, H, D]; lse: [B, T, H], the log of the softmax denominator of each query
+// (-inf where a query attends to nothing). Returning lse lets partial results merge exactly.
+struct AttentionOutput {
+  torch::Tensor out;
+  torch::Tensor lse;
+};
+
+// Kernels derive from torch::nn::Module so that they can own buffers and move with .to(),
+// and are held through std::shared_ptr<AttentionKernel> (STYLE.md, rule 12).
+class AttentionKernel : public torch::nn::Module {
+ public:
+  // q: [B, Tq, H, D], k, v: [B, Tk, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]
+  virtual AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, bool causal) = 0;
+  virtual std::string kind() const = 0;
+};
+
+using KernelPtr = std::shared_ptr<AttentionKernel>;
+
+}  // namespace longnet::attention

@@ -1,0 +1,60 @@
+#include "attention/registry.h"
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+#include "attention/dense.h"
+
+namespace longnet::attention {
+namespace {
+
+std::map<std::string, KernelFactory>& table() {
+  static std::map<std::string, KernelFactory> factories;
+  return factories;
+}
+
+std::mutex& table_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace
+
+void register_kernel(const std::string& kind, KernelFactory factory) {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  table()[kind] = std::move(factory);
+}
+
+void register_builtin_kernels() {
+  register_kernel("dense", [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); });
+}
+
+bool has_kernel(const std::string& kind) {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  return table().count(kind) > 0;
+}
+
+std::vector<std::string> kernel_kinds() {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  std::vector<std::string> kinds;
+  for (const auto& [kind, factory] : table()) kinds.push_back(kind);
+  return kinds;
+}
+
+KernelPtr make_kernel(const AttentionOptions& options) {
+  KernelFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    auto it = table().find(options.kind);
+    if (it != table().end()) factory = it->second;
+  }
+  if (!factory) {
+    std::string valid;
+    for (const auto& k : kernel_kinds()) valid += (valid.empty() ? "" : ", ") + k;
+    throw std::invalid_argument("unknown attention kind '" + options.kind + "' (valid: " + valid + ")");
+  }
+  return factory(options);
+}
+
+}  // namespace longnet::attention
