@@ -1,0 +1,40 @@
+#pragma once
+// Decoder-only language model: embedding -> N blocks -> final norm -> tied LM head.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+
+#include "model/block.h"
+#include "model/norm.h"
+#include "model/options.h"
+
+namespace longnet::model {
+
+class LanguageModelImpl : public torch::nn::Module {
+ public:
+  explicit LanguageModelImpl(const ModelOptions& options);
+  // tokens: [B, T] int64 -> logits: [B, T, V]
+  torch::Tensor forward(const torch::Tensor& tokens);
+  // tokens, targets: [B, T] int64 -> mean cross-entropy over all targets (nats), a scalar.
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
+  // Summed cross-entropy (nats) and the number of targets, for exact averages over batches.
+  torch::Tensor loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets);
+
+  const ModelOptions& options() const { return options_; }
+  int64_t num_parameters() const;
+
+  torch::nn::Embedding embed{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  Norm norm{nullptr};
+
+ private:
+  torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] -> [B, T, C], after final norm
+  void init_weights();
+
+  ModelOptions options_;
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(LanguageModel);
+
+}  // namespace longnet::model
