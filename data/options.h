@@ -1,0 +1,23 @@
+#pragma once
+// Typed options of the data pipeline (YAML sections `data:` and `tokenizer:`).
+#include <cstdint>
+#include <string>
+
+namespace longnet::data {
+
+struct DataOptions {
+  std::string path;              // a text file, or a folder searched recursively for *.txt
+  double val_fraction = 0.1;     // file: the last fraction of its bytes; folder: whole documents
+  int64_t seq_len = 256;         // tokens per training window
+  int64_t batch_size = 8;        // windows per micro-batch
+  std::string cache_dir = ".cache/longnet";  // token shards, keyed by content hash
+};
+
+struct TokenizerOptions {
+  std::string path;              // the SentencePiece .model file; trained when missing
+  std::string type = "bpe";      // bpe | unigram | char
+  int64_t vocab_size = 4096;     // for char: an upper bound, the corpus decides
+  int64_t max_sentences = 300000;  // lines sampled to train the tokenizer (0: all)
+};
+
+}  // namespace longnet::data

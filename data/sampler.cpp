@@ -1,0 +1,48 @@
+#include "data/sampler.h"
+
+#include <torch/torch.h>
+
+#include "data/errors.h"
+#include "data/hash.h"
+
+namespace longnet::data {
+
+WindowSampler::WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed)
+    : shard_(shard), seq_len_(seq_len), batch_size_(batch_size), seed_(seed) {
+  if (shard.size() < seq_len + 1)
+    throw DataError(shard.path() + ": holds " + std::to_string(shard.size()) + " tokens, fewer than data.seq_len + 1 = " +
+                    std::to_string(seq_len + 1) + "; use a shorter data.seq_len or a larger corpus");
+}
+
+Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
+  const uint64_t span = static_cast<uint64_t>(shard_.size() - seq_len_);  // valid starts: [0, span)
+  std::vector<torch::Tensor> rows;
+  rows.reserve(batch_size_);
+  uint64_t key = mix64(seed_ ^ mix64(static_cast<uint64_t>(step) ^ mix64(static_cast<uint64_t>(micro) ^ mix64(static_cast<uint64_t>(rank)))));
+  for (int64_t b = 0; b < batch_size_; ++b) {
+    key = mix64(key + static_cast<uint64_t>(b));
+    rows.push_back(shard_.slice(static_cast<int64_t>(key % span), seq_len_ + 1));
+  }
+  auto w = torch::stack(rows);  // [B, T + 1]
+  return {w.narrow(1, 0, seq_len_), w.narrow(1, 1, seq_len_)};
+}
+
+SequentialWindows::SequentialWindows(const TokenShard& shard, int64_t seq_len) : shard_(shard), seq_len_(seq_len) {
+  if (shard.size() < 2) throw DataError(shard.path() + ": holds fewer than 2 tokens; nothing to evaluate");
+}
+
+int64_t SequentialWindows::count() const { return (shard_.size() - 1 + seq_len_ - 1) / seq_len_; }
+
+Batch SequentialWindows::windows(int64_t first, int64_t n) const {
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = first; i < first + n; ++i) {
+    const int64_t start = i * seq_len_;
+    const int64_t len = std::min(seq_len_, shard_.size() - 1 - start);
+    rows.push_back(shard_.slice(start, len + 1));
+  }
+  auto w = torch::stack(rows);
+  const int64_t t = w.size(1) - 1;
+  return {w.narrow(1, 0, t), w.narrow(1, 1, t)};
+}
+
+}  // namespace longnet::data

@@ -1,0 +1,43 @@
+#pragma once
+// Training windows drawn from (seed, step, micro-step, rank) alone, so a resumed run sees the
+// same batches as a straight run without saving any sampler state; and the sequential
+// windows that cover a validation split exactly once.
+#include <torch/types.h>
+
+#include "data/shards.h"
+
+namespace longnet::data {
+
+struct Batch {
+  torch::Tensor tokens;   // [B, T] int64
+  torch::Tensor targets;  // [B, T] int64: tokens shifted left by one
+};
+
+class WindowSampler {
+ public:
+  // Throws DataError when the shard holds fewer than seq_len + 1 tokens.
+  WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed);
+  Batch batch(int64_t step, int64_t micro = 0, int64_t rank = 0) const;
+
+ private:
+  const TokenShard& shard_;
+  int64_t seq_len_, batch_size_;
+  uint64_t seed_;
+};
+
+// The windows [i*T, i*T + T] (targets one further) that cover every token of a split once;
+// the last one may be shorter. count() windows, window(i) -> [1, t] tokens and targets.
+class SequentialWindows {
+ public:
+  SequentialWindows(const TokenShard& shard, int64_t seq_len);
+  int64_t count() const;
+  // Windows [first, first + n) stacked; all must have the full length except possibly the last.
+  Batch windows(int64_t first, int64_t n) const;
+  int64_t full_windows() const { return (shard_.size() - 1) / seq_len_; }
+
+ private:
+  const TokenShard& shard_;
+  int64_t seq_len_;
+};
+
+}  // namespace longnet::data

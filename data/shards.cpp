@@ -1,0 +1,176 @@
+#include "data/shards.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "data/atomic_file.h"
+#include "data/errors.h"
+#include "data/hash.h"
+
+namespace longnet::data {
+namespace {
+
+constexpr char kMagic[8] = {'L', 'N', 'T', 'O', 'K', 'E', 'N', 'S'};
+constexpr uint32_t kVersion = 1;
+
+struct Header {
+  char magic[8];
+  uint32_t version;
+  uint32_t width;  // bytes per token: 2 or 4
+  uint64_t count;
+  uint64_t vocab_size;
+  unsigned char reserved[32];
+};
+static_assert(sizeof(Header) == 64, "shard header is 64 bytes");
+
+// Encodes documents on all cores; each document ends with </s>.
+std::vector<int32_t> encode_documents(const std::vector<Document>& docs, const Tokenizer& tok) {
+  const size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), docs.size()));
+  std::vector<std::vector<int>> encoded(docs.size());
+  std::vector<std::thread> workers;
+  for (size_t t = 0; t < n_threads; ++t)
+    workers.emplace_back([&, t] {
+      for (size_t i = t; i < docs.size(); i += n_threads) encoded[i] = tok.encode(docs[i].text);
+    });
+  for (auto& w : workers) w.join();
+  std::vector<int32_t> out;
+  for (const auto& ids : encoded) {
+    out.insert(out.end(), ids.begin(), ids.end());
+    out.push_back(tok.eos_id());
+  }
+  return out;
+}
+
+}  // namespace
+
+TokenShard::TokenShard(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw DataError(path + ": cannot open token shard (run `longnet prepare CONFIG` to rebuild it)");
+  struct stat st {};
+  ::fstat(fd, &st);
+  map_len_ = static_cast<size_t>(st.st_size);
+  if (map_len_ < sizeof(Header)) {
+    ::close(fd);
+    throw DataError(path + ": token shard is truncated (" + std::to_string(map_len_) + " bytes); delete it and run `longnet prepare CONFIG`");
+  }
+  map_ = ::mmap(nullptr, map_len_, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    throw DataError(path + ": cannot map token shard");
+  }
+  Header h;
+  std::memcpy(&h, map_, sizeof(h));
+  if (std::memcmp(h.magic, kMagic, 8) != 0 || h.version != kVersion || (h.width != 2 && h.width != 4))
+    throw DataError(path + ": not a longnet token shard of version " + std::to_string(kVersion) + "; delete it and run `longnet prepare CONFIG`");
+  if (sizeof(Header) + h.count * h.width != map_len_)
+    throw DataError(path + ": token shard is truncated (header says " + std::to_string(h.count) +
+                    " tokens); delete it and run `longnet prepare CONFIG`");
+  data_ = static_cast<const unsigned char*>(map_) + sizeof(Header);
+  count_ = static_cast<int64_t>(h.count);
+  width_ = h.width;
+}
+
+TokenShard::~TokenShard() {
+  if (map_) ::munmap(map_, map_len_);
+}
+
+TokenShard::TokenShard(TokenShard&& o) noexcept { *this = std::move(o); }
+
+TokenShard& TokenShard::operator=(TokenShard&& o) noexcept {
+  if (this != &o) {
+    if (map_) ::munmap(map_, map_len_);
+    path_ = std::move(o.path_);
+    map_ = std::exchange(o.map_, nullptr);
+    map_len_ = std::exchange(o.map_len_, 0);
+    data_ = std::exchange(o.data_, nullptr);
+    count_ = std::exchange(o.count_, 0);
+    width_ = std::exchange(o.width_, 0);
+  }
+  return *this;
+}
+
+torch::Tensor TokenShard::slice(int64_t start, int64_t len) const {
+  TORCH_CHECK(start >= 0 && len >= 0 && start + len <= count_, "slice [", start, ", ", start + len,
+              ") outside shard of ", count_, " tokens");
+  auto out = torch::empty({len}, torch::kLong);
+  auto* dst = out.data_ptr<int64_t>();
+  if (width_ == 2) {
+    const auto* src = reinterpret_cast<const uint16_t*>(data_) + start;
+    for (int64_t i = 0; i < len; ++i) dst[i] = src[i];
+  } else {
+    const auto* src = reinterpret_cast<const uint32_t*>(data_) + start;
+    for (int64_t i = 0; i < len; ++i) dst[i] = src[i];
+  }
+  return out;
+}
+
+void TokenShard::write(const std::string& path, const std::vector<int32_t>& tokens, int64_t vocab_size) {
+  Header h{};
+  std::memcpy(h.magic, kMagic, 8);
+  h.version = kVersion;
+  h.width = vocab_size <= 65536 ? 2 : 4;
+  h.count = tokens.size();
+  h.vocab_size = static_cast<uint64_t>(vocab_size);
+  std::string bytes(sizeof(Header) + tokens.size() * h.width, '\0');
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  char* dst = bytes.data() + sizeof(Header);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (h.width == 2) {
+      const uint16_t t = static_cast<uint16_t>(tokens[i]);
+      std::memcpy(dst + 2 * i, &t, 2);
+    } else {
+      const uint32_t t = static_cast<uint32_t>(tokens[i]);
+      std::memcpy(dst + 4 * i, &t, 4);
+    }
+  }
+  write_file_atomic(path, bytes);
+}
+
+Shards prepare_shards(const DataOptions& options, const Corpus& corpus, const Tokenizer& tokenizer) {
+  const std::string key = ContentHash().add(corpus.fingerprint).add(tokenizer.serialized()).add(kVersion).hex();
+  const fs::path dir = fs::path(options.cache_dir) / key;
+  const fs::path meta_path = dir / "meta.json";
+  if (!fs::exists(meta_path)) {
+    spdlog::info("tokenizing {} train and {} validation documents into {}", corpus.train.size(), corpus.val.size(), dir.string());
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw DataError("data.cache_dir: cannot create '" + dir.string() + "': " + ec.message());
+    const auto train = encode_documents(corpus.train, tokenizer);
+    const auto val = encode_documents(corpus.val, tokenizer);
+    TokenShard::write((dir / "train.bin").string(), train, tokenizer.vocab_size());
+    TokenShard::write((dir / "val.bin").string(), val, tokenizer.vocab_size());
+    // meta.json is written last: its presence marks a complete cache entry.
+    nlohmann::json meta = {{"train_tokens", train.size()}, {"val_tokens", val.size()},
+                           {"train_bytes", corpus.train_bytes()}, {"val_bytes", corpus.val_bytes()},
+                           {"train_documents", corpus.train.size()}, {"val_documents", corpus.val.size()},
+                           {"vocab_size", tokenizer.vocab_size()}, {"tokenizer", tokenizer.path()}};
+    write_file_atomic(meta_path, meta.dump(2) + "\n");
+  }
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(read_file(meta_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(meta_path.string() + ": unreadable (" + e.what() + "); delete " + dir.string() + " and run `longnet prepare CONFIG`");
+  }
+  Shards shards;
+  shards.dir = dir.string();
+  shards.train = TokenShard((dir / "train.bin").string());
+  shards.val = TokenShard((dir / "val.bin").string());
+  shards.train_bytes = meta.value("train_bytes", int64_t{0});
+  shards.val_bytes = meta.value("val_bytes", int64_t{0});
+  return shards;
+}
+
+}  // namespace longnet::data

@@ -1,0 +1,39 @@
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
+
+#include "data/errors.h"
+#include "data/spm_api.h"
+
+#ifndef LONGNET_SPM_MODULE
+#error "LONGNET_SPM_MODULE must name the built SentencePiece module"
+#endif
+
+namespace longnet::data {
+
+const SpmApi& spm() {
+  static const SpmApi* api = nullptr;
+  static std::once_flag once;
+  static std::string error;
+  std::call_once(once, [] {
+    const char* env = std::getenv("LONGNET_SPM_MODULE");
+    const std::string path = env && *env ? env : LONGNET_SPM_MODULE;
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!handle) {
+      error = std::string("cannot load the SentencePiece module ") + path + ": " + ::dlerror() +
+              " (rebuild longnet, or set LONGNET_SPM_MODULE to liblongnet_spm.so)";
+      return;
+    }
+    auto fn = reinterpret_cast<const SpmApi* (*)()>(::dlsym(handle, "longnet_spm_api"));
+    if (!fn) {
+      error = path + ": not a longnet SentencePiece module (no longnet_spm_api)";
+      return;
+    }
+    api = fn();
+  });
+  if (!api) throw DataError(error);
+  return *api;
+}
+
+}  // namespace longnet::data
