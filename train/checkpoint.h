@@ -1,0 +1,38 @@
+#pragma once
+// Checkpoints: one directory per step under <out_dir>/checkpoints/, written to a temporary
+// name, fsynced and renamed; `latest` names the newest whole one (DESIGN.md, "Checkpoints").
+#include <torch/optim/adamw.h>
+
+#include <optional>
+#include <string>
+
+#include "model/lm.h"
+#include "train/options.h"
+
+namespace longnet::train {
+
+constexpr int kCheckpointFormat = 1;
+
+struct TrainState {
+  int64_t step = 0;         // optimizer steps completed; also the data position
+  int64_t tokens_seen = 0;  // training tokens consumed
+};
+
+// Writes checkpoint `step` under dir (= <out_dir>/checkpoints), moves `latest` to it and
+// removes all but the newest keep_last. Returns the checkpoint's path.
+std::string save_checkpoint(const std::string& dir, const RunConfig& config, model::LanguageModel& model,
+                            torch::optim::AdamW& optimizer, const TrainState& state, int64_t keep_last);
+
+// The checkpoint `latest` points at under dir, or nullopt when there is none.
+std::optional<std::string> latest_checkpoint(const std::string& dir);
+
+// The resolved config stored in a checkpoint (YAML text). Throws CheckpointError.
+std::string checkpoint_config(const std::string& path);
+
+// Restores model (and optimizer and RNG when given) from checkpoint `path`. Checks the format,
+// every file's size against the manifest, and every parameter's name and shape; throws
+// CheckpointError naming the file and what differs.
+TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
+                           torch::optim::AdamW* optimizer);
+
+}  // namespace longnet::train

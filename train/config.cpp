@@ -1,0 +1,337 @@
+#include "train/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "attention/registry.h"
+#include "data/atomic_file.h"
+#include "data/errors.h"
+
+namespace longnet::train {
+namespace {
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else return "a string";
+}
+
+// One YAML mapping at a key path; remembers which keys were read so that the rest can be
+// reported as unknown.
+class Section {
+ public:
+  Section(const YAML::Node& node, std::string path, std::string source)
+      : node_(node), path_(std::move(path)), source_(std::move(source)) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) fail(path_, "expected a mapping of keys");
+  }
+
+  template <typename T>
+  void read(const std::string& key, T& field) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap()) return;
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return;
+    const std::string where = path_ + "." + key;
+    if (!v.IsScalar()) fail(where, std::string("expected ") + type_name<T>() + ", got a " + (v.IsMap() ? "mapping" : "list"));
+    try {
+      field = v.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(where, std::string("expected ") + type_name<T>() + ", got '" + v.Scalar() + "'");
+    }
+  }
+
+  void finish() const {
+    if (!node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.as<std::string>();
+      if (!known_.count(key)) {
+        std::string valid;
+        for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
+        fail(path_ + "." + key, "unknown key (valid keys of " + path_ + ": " + valid + ")");
+      }
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
+    throw ConfigError(source_ + ": " + where + ": " + what);
+  }
+
+ private:
+  YAML::Node node_;
+  std::string path_, source_;
+  std::set<std::string> known_;
+};
+
+// Range and cross-field rules, checked once on the whole config.
+class Validator {
+ public:
+  explicit Validator(std::string source) : source_(std::move(source)) {}
+  template <typename T>
+  void require(bool ok, const std::string& key, const T& value, const std::string& expected) const {
+    if (ok) return;
+    std::ostringstream ss;
+    ss << source_ << ": " << key << ": expected " << expected << ", got " << value;
+    throw ConfigError(ss.str());
+  }
+
+ private:
+  std::string source_;
+};
+
+void validate(RunConfig& c) {
+  const Validator v(c.source);
+  const auto& d = c.data;
+  v.require(!d.path.empty(), "data.path", "nothing", "a text file or a folder of .txt files");
+  v.require(std::filesystem::exists(d.path), "data.path", "'" + d.path + "' (no such file or folder)", "an existing text file or folder");
+  v.require(d.val_fraction > 0 && d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a number in (0, 1)");
+  v.require(d.seq_len >= 2, "data.seq_len", d.seq_len, "an integer >= 2");
+  v.require(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1");
+
+  const auto& t = c.tokenizer;
+  v.require(!t.path.empty(), "tokenizer.path", "nothing", "the path of a SentencePiece .model file (created when missing)");
+  v.require(t.type == "bpe" || t.type == "unigram" || t.type == "char", "tokenizer.type", "'" + t.type + "'", "one of bpe, unigram, char");
+  v.require(t.vocab_size >= 8 && t.vocab_size <= (1 << 24), "tokenizer.vocab_size", t.vocab_size, "an integer in [8, 16777216]");
+  v.require(t.max_sentences >= 0, "tokenizer.max_sentences", t.max_sentences, "an integer >= 0 (0: all lines)");
+
+  auto& m = c.model;
+  v.require(m.vocab_size >= 0, "model.vocab_size", m.vocab_size, "an integer >= 0 (0: from the tokenizer)");
+  v.require(m.n_layers >= 1, "model.n_layers", m.n_layers, "an integer >= 1");
+  v.require(m.d_model >= 2, "model.d_model", m.d_model, "an integer >= 2");
+  v.require(m.n_heads >= 1, "model.n_heads", m.n_heads, "an integer >= 1");
+  v.require(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads, "a divisor of model.d_model = " + std::to_string(m.d_model));
+  v.require(m.head_dim() % 2 == 0, "model.d_model", m.d_model, "d_model / n_heads even (rotary encoding rotates pairs)");
+  v.require(m.d_ff >= 0, "model.d_ff", m.d_ff, "an integer >= 0 (0: 4 * d_model)");
+  v.require(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "a number in [0, 1)");
+  v.require(m.rope_theta > 0, "model.rope_theta", m.rope_theta, "a positive number");
+  v.require(m.init_std > 0, "model.init_std", m.init_std, "a positive number");
+  if (m.max_seq_len == 0) m.max_seq_len = d.seq_len;
+  v.require(m.max_seq_len >= d.seq_len, "model.max_seq_len", m.max_seq_len, "at least data.seq_len = " + std::to_string(d.seq_len));
+
+  const auto& a = m.attention;
+  attention::register_builtin_kernels();
+  std::string kinds;
+  for (const auto& k : attention::kernel_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
+  v.require(attention::has_kernel(a.kind), "attention.kind", "'" + a.kind + "'", "one of " + kinds);
+  v.require(a.block_size >= 1, "attention.block_size", a.block_size, "an integer >= 1");
+
+  const auto& r = c.train;
+  v.require(r.steps >= 1, "train.steps", r.steps, "an integer >= 1");
+  v.require(r.grad_accum >= 1, "train.grad_accum", r.grad_accum, "an integer >= 1");
+  v.require(r.lr > 0, "train.lr", r.lr, "a positive number");
+  v.require(r.min_lr >= 0 && r.min_lr <= r.lr, "train.min_lr", r.min_lr, "a number in [0, train.lr]");
+  v.require(r.warmup_steps >= 0, "train.warmup_steps", r.warmup_steps, "an integer >= 0");
+  v.require(r.lr_decay_steps >= 0, "train.lr_decay_steps", r.lr_decay_steps, "an integer >= 0 (0: train.steps)");
+  v.require(r.weight_decay >= 0, "train.weight_decay", r.weight_decay, "a number >= 0");
+  v.require(r.beta1 >= 0 && r.beta1 < 1, "train.beta1", r.beta1, "a number in [0, 1)");
+  v.require(r.beta2 >= 0 && r.beta2 < 1, "train.beta2", r.beta2, "a number in [0, 1)");
+  v.require(r.eps > 0, "train.eps", r.eps, "a positive number");
+  v.require(r.grad_clip >= 0, "train.grad_clip", r.grad_clip, "a number >= 0 (0: no clipping)");
+  v.require(r.log_every >= 1, "train.log_every", r.log_every, "an integer >= 1");
+  v.require(r.eval_every >= 0, "train.eval_every", r.eval_every, "an integer >= 0 (0: at the end only)");
+  v.require(r.eval_batches >= 1, "train.eval_batches", r.eval_batches, "an integer >= 1");
+  v.require(r.ckpt_every >= 0, "train.ckpt_every", r.ckpt_every, "an integer >= 0 (0: at the end only)");
+  v.require(r.keep_last >= 1, "train.keep_last", r.keep_last, "an integer >= 1");
+  v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
+  v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
+}
+
+YAML::Node load_yaml(const std::string& text, const std::string& source) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) throw ConfigError(source + ": expected a mapping of sections (data, tokenizer, model, attention, train)");
+    return root;
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
+}  // namespace
+
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set '" + assignment + "': expected key.path=value");
+  const std::string path = assignment.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError("--set '" + assignment + "': the value is not valid YAML: " + e.msg);
+  }
+  std::vector<std::string> keys;
+  std::stringstream ss(path);
+  for (std::string k; std::getline(ss, k, '.');) {
+    if (k.empty()) throw ConfigError("--set '" + assignment + "': empty key in '" + path + "'");
+    keys.push_back(k);
+  }
+  // yaml-cpp nodes are handles: walk down by reassigning copies, creating maps as needed.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node next = chain.back()[keys[i]];
+    if (next && !next.IsNull() && !next.IsMap())
+      throw ConfigError("--set '" + assignment + "': '" + keys[i] + "' is not a section");
+    chain.push_back(next);
+  }
+  chain.back()[keys.back()] = value;
+}
+
+RunConfig parse_config(const std::string& yaml_text, const std::string& source,
+                       const std::vector<std::string>& overrides) {
+  YAML::Node root = load_yaml(yaml_text, source);
+  for (const auto& o : overrides) apply_override(root, o);
+  static const std::set<std::string> sections = {"data", "tokenizer", "model", "attention", "train"};
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (!sections.count(key))
+      throw ConfigError(source + ": " + key + ": unknown section (valid: attention, data, model, tokenizer, train)");
+  }
+
+  RunConfig c;
+  c.source = source;
+  Section data(root["data"], "data", source);
+  data.read("path", c.data.path);
+  data.read("val_fraction", c.data.val_fraction);
+  data.read("seq_len", c.data.seq_len);
+  data.read("batch_size", c.data.batch_size);
+  data.read("cache_dir", c.data.cache_dir);
+  data.finish();
+
+  Section tok(root["tokenizer"], "tokenizer", source);
+  tok.read("path", c.tokenizer.path);
+  tok.read("type", c.tokenizer.type);
+  tok.read("vocab_size", c.tokenizer.vocab_size);
+  tok.read("max_sentences", c.tokenizer.max_sentences);
+  tok.finish();
+
+  auto& m = c.model;
+  m.max_seq_len = 0;  // 0 until validated: follows data.seq_len unless set
+  Section model(root["model"], "model", source);
+  model.read("vocab_size", m.vocab_size);
+  model.read("n_layers", m.n_layers);
+  model.read("d_model", m.d_model);
+  model.read("n_heads", m.n_heads);
+  model.read("d_ff", m.d_ff);
+  model.read("dropout", m.dropout);
+  model.read("bias", m.bias);
+  model.read("max_seq_len", m.max_seq_len);
+  model.read("rope_theta", m.rope_theta);
+  model.read("init_std", m.init_std);
+  model.finish();
+
+  Section att(root["attention"], "attention", source);
+  att.read("kind", m.attention.kind);
+  att.read("block_size", m.attention.block_size);
+  att.read("causal", m.attention.causal);
+  att.finish();
+
+  auto& t = c.train;
+  Section train(root["train"], "train", source);
+  train.read("steps", t.steps);
+  train.read("grad_accum", t.grad_accum);
+  train.read("lr", t.lr);
+  train.read("min_lr", t.min_lr);
+  train.read("warmup_steps", t.warmup_steps);
+  train.read("lr_decay_steps", t.lr_decay_steps);
+  train.read("weight_decay", t.weight_decay);
+  train.read("beta1", t.beta1);
+  train.read("beta2", t.beta2);
+  train.read("eps", t.eps);
+  train.read("grad_clip", t.grad_clip);
+  train.read("log_every", t.log_every);
+  train.read("eval_every", t.eval_every);
+  train.read("eval_batches", t.eval_batches);
+  train.read("ckpt_every", t.ckpt_every);
+  train.read("keep_last", t.keep_last);
+  train.read("seed", t.seed);
+  train.read("threads", t.threads);
+  train.read("out_dir", t.out_dir);
+  train.finish();
+
+  validate(c);
+  return c;
+}
+
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  if (!std::filesystem::is_regular_file(path))
+    throw ConfigError(path + ": config file not found (expected a YAML file such as configs/quickstart.yaml)");
+  return parse_config(data::read_file(path), path, overrides);
+}
+
+std::string to_yaml(const RunConfig& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "path" << YAML::Value << c.data.path
+      << YAML::Key << "val_fraction" << YAML::Value << c.data.val_fraction
+      << YAML::Key << "seq_len" << YAML::Value << c.data.seq_len
+      << YAML::Key << "batch_size" << YAML::Value << c.data.batch_size
+      << YAML::Key << "cache_dir" << YAML::Value << c.data.cache_dir << YAML::EndMap;
+  out << YAML::Key << "tokenizer" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "path" << YAML::Value << c.tokenizer.path
+      << YAML::Key << "type" << YAML::Value << c.tokenizer.type
+      << YAML::Key << "vocab_size" << YAML::Value << c.tokenizer.vocab_size
+      << YAML::Key << "max_sentences" << YAML::Value << c.tokenizer.max_sentences << YAML::EndMap;
+  const auto& m = c.model;
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "vocab_size" << YAML::Value << m.vocab_size
+      << YAML::Key << "n_layers" << YAML::Value << m.n_layers
+      << YAML::Key << "d_model" << YAML::Value << m.d_model
+      << YAML::Key << "n_heads" << YAML::Value << m.n_heads
+      << YAML::Key << "d_ff" << YAML::Value << m.d_ff
+      << YAML::Key << "dropout" << YAML::Value << m.dropout
+      << YAML::Key << "bias" << YAML::Value << m.bias
+      << YAML::Key << "max_seq_len" << YAML::Value << m.max_seq_len
+      << YAML::Key << "rope_theta" << YAML::Value << m.rope_theta
+      << YAML::Key << "init_std" << YAML::Value << m.init_std << YAML::EndMap;
+  out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "kind" << YAML::Value << m.attention.kind
+      << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
+      << YAML::Key << "causal" << YAML::Value << m.attention.causal << YAML::EndMap;
+  const auto& t = c.train;
+  out << YAML::Key << "train" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "steps" << YAML::Value << t.steps
+      << YAML::Key << "grad_accum" << YAML::Value << t.grad_accum
+      << YAML::Key << "lr" << YAML::Value << t.lr
+      << YAML::Key << "min_lr" << YAML::Value << t.min_lr
+      << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps
+      << YAML::Key << "lr_decay_steps" << YAML::Value << t.lr_decay_steps
+      << YAML::Key << "weight_decay" << YAML::Value << t.weight_decay
+      << YAML::Key << "beta1" << YAML::Value << t.beta1
+      << YAML::Key << "beta2" << YAML::Value << t.beta2
+      << YAML::Key << "eps" << YAML::Value << t.eps
+      << YAML::Key << "grad_clip" << YAML::Value << t.grad_clip
+      << YAML::Key << "log_every" << YAML::Value << t.log_every
+      << YAML::Key << "eval_every" << YAML::Value << t.eval_every
+      << YAML::Key << "eval_batches" << YAML::Value << t.eval_batches
+      << YAML::Key << "ckpt_every" << YAML::Value << t.ckpt_every
+      << YAML::Key << "keep_last" << YAML::Value << t.keep_last
+      << YAML::Key << "seed" << YAML::Value << t.seed
+      << YAML::Key << "threads" << YAML::Value << t.threads
+      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+void resolve_vocab(RunConfig& c, int64_t tokenizer_vocab, const std::string& tokenizer_path) {
+  if (c.model.vocab_size == 0) {
+    c.model.vocab_size = tokenizer_vocab;
+  } else if (c.model.vocab_size != tokenizer_vocab) {
+    throw ConfigError(c.source + ": model.vocab_size: " + std::to_string(c.model.vocab_size) + " does not match the " +
+                      std::to_string(tokenizer_vocab) + " pieces of tokenizer '" + tokenizer_path +
+                      "' (set model.vocab_size: 0 to follow the tokenizer, or retrain it)");
+  }
+}
+
+int resolved_threads(const TrainOptions& options) {
+  if (options.threads > 0) return static_cast<int>(options.threads);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace longnet::train

@@ -1,0 +1,30 @@
+#pragma once
+// The one place YAML is read (STYLE.md, rules 4 and 13): a config file plus --set overrides
+// -> a validated RunConfig. Errors name the file, the key path, the value and what was expected.
+#include <string>
+#include <vector>
+
+#include "train/options.h"
+
+namespace YAML {
+class Node;
+}
+
+namespace longnet::train {
+
+// Loads `path`, applies overrides ("key.path=yaml value"), parses and validates. Throws
+// ConfigError. Files that must exist (data.path) are checked here, before anything is built.
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from YAML text (tests, and the config saved inside a checkpoint).
+RunConfig parse_config(const std::string& yaml_text, const std::string& source,
+                       const std::vector<std::string>& overrides = {});
+// The resolved config as YAML: every key, defaults filled in. parse_config(to_yaml(c)) == c.
+std::string to_yaml(const RunConfig& config);
+// Applies one "a.b.c=value" override to a YAML tree; throws ConfigError on bad syntax.
+void apply_override(YAML::Node& root, const std::string& assignment);
+// Sets model.vocab_size from the tokenizer, or throws ConfigError when they disagree.
+void resolve_vocab(RunConfig& config, int64_t tokenizer_vocab, const std::string& tokenizer_path);
+// Thread count to use: train.threads, or all cores when 0.
+int resolved_threads(const TrainOptions& options);
+
+}  // namespace longnet::train

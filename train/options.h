@@ -1,0 +1,39 @@
+#pragma once
+// Typed options of the trainer (YAML section `train:`) and the whole resolved run config.
+#include <cstdint>
+#include <string>
+
+#include "data/options.h"
+#include "model/options.h"
+
+namespace longnet::train {
+
+struct TrainOptions {
+  int64_t steps = 1000;          // optimizer steps
+  int64_t grad_accum = 1;        // micro-batches per step
+  double lr = 3e-4;              // peak learning rate
+  double min_lr = 3e-5;          // floor of the cosine decay
+  int64_t warmup_steps = 100;    // linear warmup from 0
+  int64_t lr_decay_steps = 0;    // cosine reaches min_lr here; 0: train.steps
+  double weight_decay = 0.1;     // decoupled (AdamW), on matrices only
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;        // max global grad norm; 0: off
+  int64_t log_every = 10;
+  int64_t eval_every = 250;      // 0: only at the end
+  int64_t eval_batches = 20;     // validation batches per evaluation during training
+  int64_t ckpt_every = 500;      // 0: only at the end
+  int64_t keep_last = 3;         // checkpoints kept
+  int64_t seed = 1337;
+  int64_t threads = 0;           // intra-op threads; 0: all cores
+  std::string out_dir = "runs/default";
+};
+
+struct RunConfig {
+  std::string source;  // the YAML file it came from, for messages
+  data::DataOptions data;
+  data::TokenizerOptions tokenizer;
+  model::ModelOptions model;  // model.attention holds the `attention:` section
+  TrainOptions train;
+};
+
+}  // namespace longnet::train

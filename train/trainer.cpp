@@ -1,0 +1,148 @@
+#include "train/trainer.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "data/errors.h"
+#include "data/sampler.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/evaluator.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+
+namespace longnet::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds));
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// The model and attention sections decide parameter shapes and the computation; a checkpoint
+// resumes only under the same ones.
+std::string model_signature(const RunConfig& c) {
+  RunConfig only;
+  only.model = c.model;
+  return to_yaml(only).substr(to_yaml(only).find("model:"));
+}
+
+}  // namespace
+
+TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
+  const auto& opt = config.train;
+  at::set_num_threads(resolved_threads(opt));
+  torch::manual_seed(static_cast<uint64_t>(opt.seed));
+  const fs::path out_dir(opt.out_dir);
+  const std::string ckpt_dir = (out_dir / "checkpoints").string();
+
+  // Refuse a foreign checkpoint before anything under out_dir is touched.
+  const auto latest = latest_checkpoint(ckpt_dir);
+  if (latest) {
+    const RunConfig saved = parse_config(checkpoint_config(*latest), *latest + "/config.yaml");
+    if (model_signature(saved) != model_signature(config))
+      throw CheckpointError(*latest + ": written by a model with other model/attention settings than " + config.source +
+                            "; use another train.out_dir, or the same model settings to resume");
+  }
+
+  model::LanguageModel model(config.model);
+  auto optimizer = make_optimizer(model, opt);
+  TrainState state;
+  if (latest) {
+    state = load_checkpoint(*latest, model, optimizer.get());
+    spdlog::info("resuming from {} (step {})", *latest, state.step);
+  }
+  fs::create_directories(out_dir);
+  MetricsLog metrics((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
+
+  data::WindowSampler sampler(shards.train, config.data.seq_len, config.data.batch_size, static_cast<uint64_t>(opt.seed));
+  const uint64_t val_seed = static_cast<uint64_t>(opt.seed) ^ 0x5eed5eedULL;
+  const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum;
+  spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {} threads",
+               model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,
+               config.model.attention.kind, at::get_num_threads());
+
+  TrainSummary summary;
+  summary.start_step = state.step;
+  const auto t_start = std::chrono::steady_clock::now();
+  auto t_window = t_start;
+  int64_t window_steps = 0;
+  double loss = NAN;
+  model->train();
+  const auto params = model->parameters();
+  while (state.step < opt.steps) {
+    const int64_t step = state.step;
+    const double lr = learning_rate(opt, step);
+    set_learning_rate(*optimizer, lr);
+    optimizer->zero_grad();
+    double step_loss = 0;
+    for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
+      auto batch = sampler.batch(step, micro);
+      auto l = model->loss(batch.tokens, batch.targets) / static_cast<double>(opt.grad_accum);
+      l.backward();
+      step_loss += l.item<double>();
+    }
+    double grad_norm;
+    if (opt.grad_clip > 0) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(params, opt.grad_clip);
+    } else {
+      double sq = 0;
+      for (const auto& p : params)
+        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+      grad_norm = std::sqrt(sq);
+    }
+    optimizer->step();
+    state.step += 1;
+    state.tokens_seen += tokens_per_step;
+    loss = step_loss;
+    if (!std::isfinite(loss))
+      throw Error(fmt::format("training diverged at step {}: loss is {} (lower train.lr or raise train.warmup_steps)", state.step, loss));
+    ++window_steps;
+
+    const bool last = state.step == opt.steps;
+    nlohmann::json record;
+    if (state.step % opt.log_every == 0 || last) {
+      const auto now = std::chrono::steady_clock::now();
+      const double window_s = std::chrono::duration<double>(now - t_window).count();
+      const double step_s = window_s / static_cast<double>(window_steps);
+      const double tok_s = static_cast<double>(tokens_per_step) / step_s;
+      spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | ETA {}",
+                   state.step, opt.steps, loss, lr, grad_norm, tok_s, 1e3 * step_s,
+                   format_duration(step_s * static_cast<double>(opt.steps - state.step)));
+      record = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                {"tokens_per_s", tok_s}, {"ms_per_step", 1e3 * step_s}, {"tokens_seen", state.tokens_seen}};
+      t_window = now;
+      window_steps = 0;
+    }
+    if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last) {
+      const double val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed);
+      spdlog::info("step {:>6}/{} | val_loss {:.4f} | val_ppl {:.2f}", state.step, opt.steps, val, std::exp(val));
+      if (record.is_null()) record = {{"step", state.step}, {"loss", loss}, {"lr", lr}};
+      record["val_loss"] = val;
+      summary.last_val_loss = val;
+      t_window = std::chrono::steady_clock::now();  // keep evaluation out of the tokens/s figure
+      window_steps = 0;
+    }
+    if (!record.is_null()) metrics.write(record);
+    if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last) {
+      const auto path = save_checkpoint(ckpt_dir, config, model, *optimizer, state, opt.keep_last);
+      spdlog::info("saved checkpoint {}", path);
+      t_window = std::chrono::steady_clock::now();
+      window_steps = 0;
+    }
+  }
+  summary.final_step = state.step;
+  summary.last_loss = loss;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return summary;
+}
+
+}  // namespace longnet::train
