@@ -1,0 +1,32 @@
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "data/errors.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "train/pipeline.h"
+#include "train/trainer.h"
+
+namespace longnet::tools {
+
+int cmd_train(int argc, char** argv) {
+  const auto args = parse_args("train", argc, argv, {}, {});
+  if (args.help) {
+    std::puts(R"(usage: longnet train CONFIG.yaml [--set key.path=value ...]
+
+Trains the model described by CONFIG. Missing pieces are made first: the SentencePiece
+tokenizer (tokenizer.path) and the token shards (cached under data.cache_dir by content
+hash). Writes <train.out_dir>/metrics.jsonl and checkpoints under <train.out_dir>/checkpoints.
+Running it again on the same out_dir resumes from checkpoints/latest.)");
+    return 0;
+  }
+  if (args.positional.size() != 1) throw ConfigError("longnet train: expected one CONFIG.yaml argument (see longnet train --help)");
+  auto prepared = train::prepare(args.positional[0], args.sets, train::Stage::kShards);
+  const auto summary = train::train_model(prepared.config, *prepared.shards);
+  spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,
+               summary.last_val_loss, summary.seconds);
+  return 0;
+}
+
+}  // namespace longnet::tools
