@@ -1,0 +1,115 @@
+// dense (and the tiled core under it) against the masked oracle, forward and backward.
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <tuple>
+
+#include "attention/merge.h"
+#include "attention/registry.h"
+#include "tests/attention/oracle.h"
+#include "tests/support/support.h"
+
+namespace longnet::testing {
+namespace {
+
+struct Case {
+  int64_t B, T, H, D, block;
+  bool causal;
+};
+
+// Forward out and lse, and the gradients of q, k, v under random upstream gradients of both
+// out and lse (lse feeds the merges of ring and dilated kernels, so its gradient matters).
+void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol) {
+  auto opts = torch::TensorOptions().dtype(dtype);
+  auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+  auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+  auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+  auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts);
+  auto glse = torch::randn({c.B, c.T, c.H}, opts);
+
+  attention::AttentionOptions o;
+  o.kind = "dense";
+  o.block_size = c.block;
+  auto kernel = attention::make_kernel(o);
+  auto got = kernel->forward(q, k, v, c.causal);
+  auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
+  auto want = masked_attention(q, k, v, allowed);
+  SCOPED_TRACE(::testing::Message() << "B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D
+                                    << " block=" << c.block << " causal=" << c.causal);
+  EXPECT_TRUE(AllClose(got.out, want.out, tol));
+  EXPECT_TRUE(AllClose(got.lse, want.lse, tol));
+
+  auto grads = torch::autograd::grad({got.out, got.lse}, {q, k, v}, {gout, glse});
+  auto wgrads = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
+  EXPECT_TRUE(AllClose(grads[0], wgrads[0], tol)) << "dq";
+  EXPECT_TRUE(AllClose(grads[1], wgrads[1], tol)) << "dk";
+  EXPECT_TRUE(AllClose(grads[2], wgrads[2], tol)) << "dv";
+}
+
+class DenseTest : public SeededTest {};
+
+// Lengths that are not multiples of the block, blocks larger than T (the single-tile path),
+// and several tiles per row (the online-softmax path).
+const Case kCases[] = {
+    {2, 37, 3, 8, 16, true},  {2, 37, 3, 8, 16, false}, {1, 130, 2, 16, 32, true}, {3, 5, 4, 4, 64, true},
+    {2, 64, 4, 8, 64, true},  {1, 1, 1, 4, 8, true},    {2, 50, 5, 8, 7, false},   {1, 97, 2, 8, 200, false},
+};
+
+TEST_F(DenseTest, MatchesOracleFloat64) {
+  for (const auto& c : kCases) check_against_oracle(c, torch::kDouble, 1e-10);
+}
+
+TEST_F(DenseTest, MatchesOracleFloat32) {
+  for (const auto& c : kCases) check_against_oracle(c, torch::kFloat, 1e-5);
+}
+
+TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
+  for (int trial = 0; trial < 6; ++trial) {
+    const Case c{1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),
+                 1 + torch::randint(4, {1}).item<int64_t>(), 2 * (1 + torch::randint(6, {1}).item<int64_t>()),
+                 1 + torch::randint(40, {1}).item<int64_t>(), trial % 2 == 0};
+    check_against_oracle(c, torch::kDouble, 1e-10);
+  }
+}
+
+TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
+  attention::AttentionOptions o;
+  o.kind = "flashy";
+  try {
+    attention::make_kernel(o);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("flashy"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("dense"), std::string::npos);
+  }
+}
+
+class MergeTest : public SeededTest {};
+
+// Attention over all keys equals the lse-merge of attention over two disjoint key sets,
+// including a side where some queries see no key at all.
+TEST_F(MergeTest, MergeOfDisjointKeySetsEqualsWhole) {
+  const int64_t B = 2, T = 19, H = 3, D = 8;
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto q = torch::randn({B, T, H, D}, opts), k = torch::randn({B, T, H, D}, opts), v = torch::randn({B, T, H, D}, opts);
+  auto all = causal_allowed(T);
+  auto first = all.clone();
+  first.narrow(1, 7, T - 7).fill_(false);  // keys 0..6
+  auto second = all.logical_and(first.logical_not());  // keys 7.., empty for queries < 7
+  auto whole = masked_attention(q, k, v, all);
+  auto merged = attention::merge(masked_attention(q, k, v, first), masked_attention(q, k, v, second));
+  EXPECT_TRUE(AllClose(merged.out, whole.out, 1e-12));
+  EXPECT_TRUE(AllClose(merged.lse, whole.lse, 1e-12));
+}
+
+TEST_F(MergeTest, BothSidesEmptyGivesZeroAndMinusInfinity) {
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  const double inf = std::numeric_limits<double>::infinity();
+  attention::AttentionOutput a{torch::zeros({1, 2, 1, 4}, opts), torch::full({1, 2, 1}, -inf, opts)};
+  auto m = attention::merge(a, a);
+  EXPECT_TRUE(AllClose(m.out, torch::zeros_like(m.out), 0.0));
+  EXPECT_TRUE(torch::isinf(m.lse).all().item<bool>());
+}
+
+}  // namespace
+}  // namespace longnet::testing

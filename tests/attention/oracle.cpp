@@ -1,0 +1,23 @@
+#include "tests/attention/oracle.h"
+
+#include <cmath>
+#include <limits>
+
+namespace longnet::testing {
+
+attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                            const torch::Tensor& allowed) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto s = torch::einsum("bqhd,bkhd->bhqk", {q, k}) * scale;           // [B, H, Tq, Tk]
+  auto mask = allowed.dim() == 2 ? allowed.view({1, 1, allowed.size(0), allowed.size(1)}) : allowed.unsqueeze(0);
+  s = s.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  auto lse = torch::logsumexp(s, -1);                                   // [B, H, Tq]
+  auto empty = torch::isinf(lse);
+  auto p = torch::exp(s - torch::where(empty, torch::zeros_like(lse), lse).unsqueeze(-1));
+  auto out = torch::einsum("bhqk,bkhd->bqhd", {p, v});
+  return {out, lse.transpose(1, 2)};
+}
+
+torch::Tensor causal_allowed(int64_t T) { return torch::ones({T, T}, torch::kBool).tril(); }
+
+}  // namespace longnet::testing

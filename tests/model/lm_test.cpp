@@ -1,0 +1,76 @@
+// The language model: shapes, tied head, initialisation, and that it learns.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/lm.h"
+#include "tests/support/support.h"
+
+namespace longnet::testing {
+namespace {
+
+model::ModelOptions tiny() {
+  model::ModelOptions o;
+  o.vocab_size = 50;
+  o.n_layers = 2;
+  o.d_model = 32;
+  o.n_heads = 4;
+  o.max_seq_len = 32;
+  o.attention.block_size = 8;
+  return o;
+}
+
+class LanguageModelTest : public SeededTest {};
+
+TEST_F(LanguageModelTest, LogitsHaveShapeBTVAndTheHeadIsTheEmbedding) {
+  model::LanguageModel m(tiny());
+  auto x = torch::randint(50, {3, 20}, torch::kLong);
+  EXPECT_EQ(m->forward(x).sizes(), (std::vector<int64_t>{3, 20, 50}));
+  // Tied: no separate head parameter exists.
+  for (const auto& p : m->named_parameters()) EXPECT_EQ(p.key().find("head"), std::string::npos);
+  EXPECT_EQ(m->num_parameters(), 50 * 32 + 2 * (2 * 32 + 32 * 96 + 32 * 32 + 2 * 32 * 128) + 32);
+}
+
+TEST_F(LanguageModelTest, CausalModelIgnoresTheFuture) {
+  model::LanguageModel m(tiny());
+  auto x = torch::randint(50, {1, 16}, torch::kLong);
+  auto y = x.clone();
+  y.index_put_({0, 12}, (x[0][12].item<int64_t>() + 1) % 50);
+  auto a = m->forward(x), b = m->forward(y);
+  EXPECT_TRUE(AllClose(a.narrow(1, 0, 12), b.narrow(1, 0, 12), 1e-6));
+  EXPECT_FALSE(AllClose(a.narrow(1, 12, 1), b.narrow(1, 12, 1), 1e-6));
+}
+
+TEST_F(LanguageModelTest, ResidualProjectionsAreScaledAtInit) {
+  auto o = tiny();
+  o.d_model = 256;
+  o.n_heads = 4;
+  o.n_layers = 8;
+  model::LanguageModel m(o);
+  for (const auto& p : m->named_parameters()) {
+    const double std = p.value().std().item<double>();
+    if (p.key() == "blocks.0.mlp.fc2.weight") EXPECT_NEAR(std, 0.02 / std::sqrt(16.0), 0.05 * 0.02 / 4);
+    if (p.key() == "blocks.0.mlp.fc1.weight") EXPECT_NEAR(std, 0.02, 0.05 * 0.02);
+  }
+}
+
+TEST_F(LanguageModelTest, InitialLossIsNearLogVocabAndTrainingLowersIt) {
+  model::LanguageModel m(tiny());
+  auto x = torch::randint(50, {4, 17}, torch::kLong);
+  auto tokens = x.narrow(1, 0, 16), targets = x.narrow(1, 1, 16);
+  const double initial = m->loss(tokens, targets).item<double>();
+  EXPECT_NEAR(initial, std::log(50.0), 0.3);
+  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-2));
+  double last = initial;
+  for (int i = 0; i < 30; ++i) {
+    opt.zero_grad();
+    auto l = m->loss(tokens, targets);
+    l.backward();
+    opt.step();
+    last = l.item<double>();
+  }
+  EXPECT_LT(last, initial - 1.0);
+}
+
+}  // namespace
+}  // namespace longnet::testing

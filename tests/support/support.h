@@ -1,0 +1,42 @@
+#pragma once
+// Shared test helpers: a seeding fixture, one closeness check that prints the max difference,
+// and temporary folders.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace longnet::testing {
+
+// Every test starts from the same RNG state and single-threaded (bitwise-reproducible) ops.
+class SeededTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(1234);
+    at::set_num_threads(1);
+  }
+};
+
+// True when every |a - b| <= atol + rtol * |b|; the message names the max difference.
+::testing::AssertionResult AllClose(const torch::Tensor& a, const torch::Tensor& b, double atol, double rtol = 0.0);
+
+// A fresh empty folder under the system temp dir, removed when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string str(const std::string& child = "") const { return (child.empty() ? path_ : path_ / child).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes text to path (creating parent folders).
+void write_text(const std::filesystem::path& path, const std::string& text);
+
+// A few kilobytes of varied English-like text, deterministic, for tokenizer and training tests.
+std::string sample_text(int paragraphs = 40, uint64_t seed = 7);
+
+}  // namespace longnet::testing

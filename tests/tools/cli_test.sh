@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The longnet command line on bad input: one clear line naming the file, key or flag, and a
+# non-zero exit; and --help for every subcommand. Usage: cli_test.sh PATH/TO/longnet
+set -u
+longnet=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passed=0
+
+# expect_fail NAME PATTERN -- COMMAND...: COMMAND must exit non-zero with PATTERN on stderr.
+expect_fail() {
+  local name=$1 pattern=$2
+  shift 3
+  local err rc
+  err=$("$@" 2>&1 >/dev/null)
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "FAIL $name: exit 0, expected failure"; failures=$((failures + 1))
+  elif ! grep -qE -- "$pattern" <<<"$err"; then
+    echo "FAIL $name: stderr lacks /$pattern/: $err"; failures=$((failures + 1))
+  elif [ "$(grep -c . <<<"$err")" -ne 1 ]; then
+    echo "FAIL $name: expected one line, got: $err"; failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+expect_ok() {
+  local name=$1 pattern=$2
+  shift 3
+  local out
+  if ! out=$("$@" 2>&1) || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: $out"; failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+printf 'To be, or not to be, that is the question.\n%.0s' $(seq 200) > "$work/corpus.txt"
+cat > "$work/ok.yaml" <<YAML
+data: {path: $work/corpus.txt, seq_len: 16, batch_size: 2, cache_dir: $work/cache}
+tokenizer: {path: $work/tok.model, type: char}
+model: {n_layers: 1, d_model: 16, n_heads: 2}
+train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
+YAML
+printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
+
+for cmd in train eval tokenizer prepare; do
+  expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" "$cmd" --help
+done
+expect_ok help "commands:" -- "$longnet" --help
+expect_fail unknown-command "unknown command 'trian'" -- "$longnet" trian
+expect_fail missing-config "nope.yaml: config file not found" -- "$longnet" train "$work/nope.yaml"
+expect_fail unknown-key "typo.yaml: train.stpes: unknown key" -- "$longnet" train "$work/typo.yaml"
+expect_fail bad-type "train.steps: expected an integer, got 'ten'" -- "$longnet" train "$work/ok.yaml" --set train.steps=ten
+expect_fail bad-set "--set 'train.steps': expected key.path=value" -- "$longnet" train "$work/ok.yaml" --set train.steps
+expect_fail unknown-flag "unknown option --fast" -- "$longnet" train "$work/ok.yaml" --fast
+expect_fail missing-data "data.path.*/no/such/corpus" -- "$longnet" train "$work/ok.yaml" --set data.path=/no/such/corpus
+expect_fail eval-no-tokenizer "tokenizer.path.*does not exist" -- "$longnet" eval "$work/ok.yaml"
+expect_ok tokenizer "pieces" -- "$longnet" tokenizer "$work/ok.yaml"
+expect_fail vocab-mismatch "model.vocab_size: 999 does not match" -- "$longnet" train "$work/ok.yaml" --set model.vocab_size=999
+expect_fail eval-no-checkpoint "no checkpoint" -- "$longnet" eval "$work/ok.yaml"
+[ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
+expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
+expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
+expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
+expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
+echo "$passed passed, $failures failed"
+[ $failures -eq 0 ]

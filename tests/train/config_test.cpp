@@ -1,0 +1,110 @@
+// YAML -> RunConfig: defaults, overrides, and a clear error for every kind of bad input.
+#include <gtest/gtest.h>
+
+#include "data/errors.h"
+#include "tests/support/support.h"
+#include "train/config.h"
+
+namespace longnet::testing {
+namespace {
+
+class ConfigTest : public SeededTest {
+ protected:
+  void SetUp() override {
+    SeededTest::SetUp();
+    write_text(dir.path() / "corpus.txt", sample_text());
+    base = "data:\n  path: " + dir.str("corpus.txt") + "\ntokenizer:\n  path: " + dir.str("tok.model") + "\n";
+  }
+  // The ConfigError message of parsing yaml with overrides; empty when it parses.
+  std::string error_of(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+    try {
+      train::parse_config(yaml, "test.yaml", sets);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  TempDir dir;
+  std::string base;
+};
+
+TEST_F(ConfigTest, DefaultsFillEverythingAndMaxSeqLenFollowsSeqLen) {
+  auto c = train::parse_config(base, "test.yaml", {"data.seq_len=96"});
+  EXPECT_EQ(c.data.seq_len, 96);
+  EXPECT_EQ(c.model.max_seq_len, 96);
+  EXPECT_EQ(c.model.attention.kind, "dense");
+  EXPECT_EQ(c.train.threads, 0);
+}
+
+TEST_F(ConfigTest, SetOverridesAnyKeyWithYamlValues) {
+  auto c = train::parse_config(base, "test.yaml", {"train.lr=0.5", "model.n_layers=7", "attention.kind=dense",
+                                                   "train.out_dir=/tmp/x y"});
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.5);
+  EXPECT_EQ(c.model.n_layers, 7);
+  EXPECT_EQ(c.train.out_dir, "/tmp/x y");
+}
+
+TEST_F(ConfigTest, ResolvedYamlRoundTrips) {
+  auto c = train::parse_config(base, "test.yaml", {"train.lr=0.00123", "model.d_model=96", "model.n_heads=3"});
+  auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
+  EXPECT_EQ(train::to_yaml(again), train::to_yaml(c));
+  EXPECT_DOUBLE_EQ(again.train.lr, 0.00123);
+}
+
+TEST_F(ConfigTest, UnknownKeyNamesFileKeyAndValidKeys) {
+  const auto e = error_of(base + "train:\n  stpes: 10\n");
+  EXPECT_NE(e.find("test.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("train.stpes"), std::string::npos) << e;
+  EXPECT_NE(e.find("steps"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, UnknownSectionIsAnError) {
+  EXPECT_NE(error_of(base + "optimizer:\n  lr: 1\n").find("optimizer: unknown section"), std::string::npos);
+}
+
+TEST_F(ConfigTest, WrongTypeNamesKeyValueAndExpectedType) {
+  const auto e = error_of(base + "train:\n  steps: many\n");
+  EXPECT_NE(e.find("train.steps: expected an integer, got 'many'"), std::string::npos) << e;
+  EXPECT_NE(error_of(base + "model:\n  n_layers: [1, 2]\n").find("model.n_layers: expected an integer, got a list"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, {"model.bias=maybe"}).find("model.bias: expected true or false"), std::string::npos);
+}
+
+TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
+  EXPECT_NE(error_of(base, {"train.steps=0"}).find("train.steps: expected an integer >= 1, got 0"), std::string::npos);
+  EXPECT_NE(error_of(base, {"data.val_fraction=1.5"}).find("data.val_fraction"), std::string::npos);
+  EXPECT_NE(error_of(base, {"model.n_heads=5"}).find("a divisor of model.d_model"), std::string::npos);
+  EXPECT_NE(error_of(base, {"train.min_lr=1"}).find("train.min_lr"), std::string::npos);
+  EXPECT_NE(error_of(base, {"tokenizer.type=wordpiece"}).find("one of bpe, unigram, char"), std::string::npos);
+  EXPECT_NE(error_of(base, {"data.seq_len=512", "model.max_seq_len=256"}).find("model.max_seq_len"), std::string::npos);
+}
+
+TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
+  const auto e = error_of(base, {"attention.kind=magic"});
+  EXPECT_NE(e.find("attention.kind: expected one of dense"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, MissingDataPathIsReportedBeforeAnythingIsBuilt) {
+  const auto e = error_of(base, {"data.path=/nonexistent/corpus"});
+  EXPECT_NE(e.find("data.path"), std::string::npos) << e;
+  EXPECT_NE(e.find("/nonexistent/corpus"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, MalformedOverridesAndYamlAreErrors) {
+  EXPECT_NE(error_of(base, {"train.steps"}).find("expected key.path=value"), std::string::npos);
+  EXPECT_NE(error_of(base, {"train..steps=3"}).find("empty key"), std::string::npos);
+  EXPECT_NE(error_of(base + "train:\n  steps: 3\n", {"train.steps.x=3"}).find("not a section"), std::string::npos);
+  EXPECT_NE(error_of("data: [unclosed\n").find("invalid YAML at line"), std::string::npos);
+  EXPECT_THROW(train::load_config(dir.str("missing.yaml")), ConfigError);
+}
+
+TEST_F(ConfigTest, TokenizerVocabularyMustMatchAnExplicitModelVocabulary) {
+  auto c = train::parse_config(base, "test.yaml", {"model.vocab_size=100"});
+  EXPECT_THROW(train::resolve_vocab(c, 67, "tok.model"), ConfigError);
+  auto d = train::parse_config(base, "test.yaml");
+  train::resolve_vocab(d, 67, "tok.model");
+  EXPECT_EQ(d.model.vocab_size, 67);
+}
+
+}  // namespace
+}  // namespace longnet::testing

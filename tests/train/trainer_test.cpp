@@ -1,0 +1,166 @@
+// End-to-end training on a tiny model: metrics, checkpoints, resume, and refusals.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/atomic_file.h"
+#include "data/errors.h"
+#include "tests/support/support.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/optimizer.h"
+#include "train/pipeline.h"
+#include "train/trainer.h"
+
+namespace longnet::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainerTest : public SeededTest {
+ protected:
+  void SetUp() override {
+    SeededTest::SetUp();
+    write_text(dir.path() / "corpus.txt", sample_text(150));
+    config_path = dir.str("tiny.yaml");
+    write_text(config_path, "data:\n  path: " + dir.str("corpus.txt") + "\n  seq_len: 24\n  batch_size: 4\n  cache_dir: " +
+                                dir.str("cache") + "\ntokenizer:\n  path: " + dir.str("char.model") +
+                                "\n  type: char\nmodel:\n  n_layers: 2\n  d_model: 32\n  n_heads: 2\n"
+                                "attention:\n  block_size: 16\n"
+                                "train:\n  steps: 12\n  lr: 3.0e-3\n  warmup_steps: 2\n  lr_decay_steps: 12\n"
+                                "  log_every: 1\n  eval_every: 4\n  eval_batches: 2\n  ckpt_every: 4\n  keep_last: 2\n"
+                                "  threads: 1\n");
+  }
+
+  // Trains with the tiny config and the given overrides; returns the run's out_dir.
+  train::TrainSummary run(const std::string& out, std::vector<std::string> sets = {}) {
+    sets.push_back("train.out_dir=" + dir.str(out));
+    auto p = train::prepare(config_path, sets, train::Stage::kShards);
+    return train::train_model(p.config, *p.shards);
+  }
+
+  std::vector<nlohmann::json> metrics(const std::string& out) {
+    std::vector<nlohmann::json> rows;
+    std::ifstream in(dir.path() / out / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+    return rows;
+  }
+
+  TempDir dir;
+  std::string config_path;
+};
+
+TEST_F(TrainerTest, LossFallsAndMetricsHaveTheDocumentedFields) {
+  auto s = run("a", {"train.steps=40", "train.lr_decay_steps=40", "train.eval_every=10"});
+  auto rows = metrics("a");
+  ASSERT_EQ(rows.size(), 40u);
+  for (const auto& r : rows)
+    for (const char* key : {"step", "loss", "lr", "tokens_per_s"}) EXPECT_TRUE(r.contains(key)) << key << " in " << r.dump();
+  EXPECT_TRUE(rows[9].contains("val_loss"));
+  EXPECT_FALSE(rows[8].contains("val_loss"));
+  EXPECT_LT(rows.back()["loss"].get<double>(), rows.front()["loss"].get<double>() - 0.5);
+  EXPECT_EQ(s.final_step, 40);
+}
+
+TEST_F(TrainerTest, CheckpointsAreWholeAndOnlyTheLastNAreKept) {
+  run("b");
+  const fs::path ck = dir.path() / "b" / "checkpoints";
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(ck)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"latest", "step_00000008", "step_00000012"}));
+  EXPECT_EQ(*train::latest_checkpoint(ck.string()), (ck / "step_00000012").string());
+  for (const char* f : {"model.pt", "optimizer.pt", "rng.pt", "config.yaml", "state.json", "manifest.json"})
+    EXPECT_TRUE(fs::exists(ck / "step_00000012" / f)) << f;
+  EXPECT_NE(data::read_file(ck / "step_00000012" / "config.yaml").find("vocab_size:"), std::string::npos);
+}
+
+// DESIGN.md: resuming at step N and running to M gives the same losses as running straight
+// to M; on CPU with the same thread count, to the bit.
+TEST_F(TrainerTest, ResumeReproducesTheStraightRunBitwise) {
+  run("straight");
+  run("resumed", {"train.steps=4"});
+  auto first = metrics("resumed");
+  ASSERT_EQ(first.size(), 4u);
+  auto s = run("resumed");
+  EXPECT_EQ(s.start_step, 4);
+  auto a = metrics("straight"), b = metrics("resumed");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << a[i]["step"];
+    if (a[i].contains("val_loss")) EXPECT_EQ(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>());
+  }
+  // And the final weights are identical.
+  const auto ma = data::read_file(dir.path() / "straight/checkpoints/step_00000012/model.pt");
+  const auto mb = data::read_file(dir.path() / "resumed/checkpoints/step_00000012/model.pt");
+  EXPECT_TRUE(ma == mb);
+}
+
+// A run that stopped after its last checkpoint left metrics beyond it; resuming drops them.
+TEST_F(TrainerTest, ResumeDropsMetricsPastTheCheckpoint) {
+  run("c", {"train.steps=6", "train.ckpt_every=4", "train.keep_last=5"});
+  fs::remove_all(dir.path() / "c/checkpoints/step_00000006");
+  data::write_file_atomic(dir.path() / "c/checkpoints/latest", "step_00000004\n");
+  auto s = run("c", {"train.steps=6", "train.ckpt_every=4"});
+  EXPECT_EQ(s.start_step, 4);
+  auto rows = metrics("c");
+  ASSERT_EQ(rows.size(), 6u);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+}
+
+TEST_F(TrainerTest, CheckpointOfAnotherModelIsRefusedAndNothingIsOverwritten) {
+  run("d", {"train.steps=4"});
+  const auto before = data::read_file(dir.path() / "d/metrics.jsonl");
+  try {
+    run("d", {"model.d_model=48", "train.steps=8"});
+    FAIL() << "expected a CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("step_00000004"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(data::read_file(dir.path() / "d/metrics.jsonl"), before);
+  EXPECT_EQ(*train::latest_checkpoint(dir.str("d/checkpoints")), dir.str("d/checkpoints/step_00000004"));
+}
+
+TEST_F(TrainerTest, TruncatedCheckpointIsRefusedWithTheFileNamed) {
+  run("e", {"train.steps=4"});
+  const fs::path model = dir.path() / "e/checkpoints/step_00000004/model.pt";
+  fs::resize_file(model, fs::file_size(model) / 2);
+  try {
+    run("e", {"train.steps=8"});
+    FAIL() << "expected a CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.pt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, CheckpointShapeMismatchNamesTheParameter) {
+  run("f", {"train.steps=4"});
+  auto p = train::prepare(config_path, {"model.d_model=48"}, train::Stage::kTokenizer);
+  model::LanguageModel other(p.config.model);
+  try {
+    train::load_checkpoint(dir.str("f/checkpoints/step_00000004"), other, nullptr);
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("embed.weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, ScheduleWarmsUpThenDecaysToMinLr) {
+  train::TrainOptions o;
+  o.lr = 1.0;
+  o.min_lr = 0.1;
+  o.warmup_steps = 10;
+  o.steps = 110;
+  EXPECT_NEAR(train::learning_rate(o, 0), 1.0 / 11, 1e-12);
+  EXPECT_NEAR(train::learning_rate(o, 10), 1.0, 1e-12);
+  EXPECT_NEAR(train::learning_rate(o, 60), 0.55, 1e-12);
+  EXPECT_NEAR(train::learning_rate(o, 110), 0.1, 1e-12);
+  EXPECT_NEAR(train::learning_rate(o, 500), 0.1, 1e-12);
+}
+
+}  // namespace
+}  // namespace longnet::testing
