@@ -14,14 +14,13 @@ RotaryImpl::RotaryImpl(int64_t head_dim, int64_t max_seq_len, double theta) {
 }
 
 torch::Tensor RotaryImpl::forward(const torch::Tensor& x) {
-  const int64_t T = x.size(1), D = x.size(-1);
+  const int64_t T = x.size(-2), D = x.size(-1);
   TORCH_CHECK(T <= cos_.size(0), "sequence of ", T, " tokens exceeds model.max_seq_len ", cos_.size(0));
-  // Broadcast [T, D] over every dimension between T and D.
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[1] = T;
-  shape.back() = D;
-  auto cos = cos_.narrow(0, 0, T).to(x.options()).view(shape);
-  auto sin = sin_.narrow(0, 0, T).to(x.options()).view(shape);
+  if (cos_.scalar_type() != x.scalar_type() || cos_.device() != x.device()) {
+    cos_ = cos_.to(x.options());
+    sin_ = sin_.to(x.options());
+  }
+  auto cos = cos_.narrow(0, 0, T), sin = sin_.narrow(0, 0, T);  // [T, D], broadcast over [...]
   auto x1 = x.narrow(-1, 0, D / 2), x2 = x.narrow(-1, D / 2, D / 2);
   return x * cos + torch::cat({-x2, x1}, -1) * sin;
 }

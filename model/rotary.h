@@ -7,7 +7,7 @@ namespace longnet::model {
 class RotaryImpl : public torch::nn::Module {
  public:
   RotaryImpl(int64_t head_dim, int64_t max_seq_len, double theta);
-  // x: [B, T, ..., D] with T <= max_seq_len -> same shape, position t rotated by t * freq.
+  // x: [..., T, D] with T <= max_seq_len -> same shape, position t rotated by t * freq.
   torch::Tensor forward(const torch::Tensor& x);
 
  private:

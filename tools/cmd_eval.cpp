@@ -11,6 +11,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/evaluator.h"
+#include "train/runtime.h"
 
 namespace longnet::tools {
 
@@ -41,7 +42,7 @@ validation text, tokens and tokens/s. --json prints one JSON object on stdout.)"
   if (saved.model.vocab_size != p.config.model.vocab_size)
     throw CheckpointError(ckpt + ": model vocabulary " + std::to_string(saved.model.vocab_size) + " differs from the " +
                           std::to_string(p.config.model.vocab_size) + " pieces of tokenizer '" + p.config.tokenizer.path + "'");
-  at::set_num_threads(train::resolved_threads(p.config.train));
+  train::configure_runtime(p.config.train);
   model::LanguageModel model(saved.model);
   train::load_checkpoint(ckpt, model, nullptr);
   const auto r = train::evaluate_split(model, p.shards->val, p.config.data.seq_len, p.config.data.batch_size, p.shards->val_bytes);

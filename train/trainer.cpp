@@ -14,6 +14,7 @@
 #include "train/evaluator.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/runtime.h"
 
 namespace longnet::train {
 namespace {
@@ -39,7 +40,7 @@ std::string model_signature(const RunConfig& c) {
 
 TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
   const auto& opt = config.train;
-  at::set_num_threads(resolved_threads(opt));
+  configure_runtime(opt);
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   const fs::path out_dir(opt.out_dir);
   const std::string ckpt_dir = (out_dir / "checkpoints").string();
