@@ -76,6 +76,12 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
 
 }  // namespace
 
+AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch::Tensor& k,
+                                      const torch::Tensor& v, bool causal, int64_t block) {
+  auto res = TiledAttentionFunction::apply(q_scaled.contiguous(), k.contiguous(), v.contiguous(), causal, block);
+  return {res[0], res[1]};
+}
+
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t block) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, T, H, D]");
@@ -85,8 +91,8 @@ AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
   auto qh = (q * scale).transpose(1, 2).contiguous();
   auto kh = k.transpose(1, 2).contiguous();
   auto vh = v.transpose(1, 2).contiguous();
-  auto res = TiledAttentionFunction::apply(qh, kh, vh, causal, block);
-  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+  auto res = tiled_attention_heads(qh, kh, vh, causal, block);
+  return {res.out.transpose(1, 2), res.lse.transpose(1, 2)};
 }
 
 AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Tensor& k,

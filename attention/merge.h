@@ -9,9 +9,4 @@ namespace longnet::attention {
 // A side with lse = -inf (no keys) contributes nothing; both -inf gives out 0, lse -inf.
 AttentionOutput merge(const AttentionOutput& a, const AttentionOutput& b);
 
-// The same on the [B, H, T, D] / [B, H, T] layout the blockwise kernels use internally,
-// updating (out, lse) in place. Autograd-free: call it under NoGradGuard.
-void merge_into_(torch::Tensor& out, torch::Tensor& lse, const torch::Tensor& block_out,
-                 const torch::Tensor& block_lse);
-
 }  // namespace longnet::attention

@@ -4,7 +4,9 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "attention/block_sparse.h"
 #include "attention/dense.h"
+#include "attention/dilated.h"
 
 namespace longnet::attention {
 namespace {
@@ -28,6 +30,8 @@ void register_kernel(const std::string& kind, KernelFactory factory) {
 
 void register_builtin_kernels() {
   register_kernel("dense", [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); });
+  register_kernel("dilated", [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); });
+  register_kernel("block_sparse", [](const AttentionOptions& o) { return std::make_shared<BlockSparseAttention>(o); });
 }
 
 bool has_kernel(const std::string& kind) {

@@ -1,0 +1,30 @@
+#pragma once
+// `block_sparse`: attention on a set of (query block, key block) pairs — a local window, a
+// block stride, global blocks, seeded random blocks (BigBird, Zaheer et al. 2020) and explicit
+// pairs, in any combination. Causal drops blocks above the diagonal and masks inside it. Work
+// and memory are proportional to the blocks kept.
+#include "attention/kernel.h"
+#include "attention/options.h"
+
+namespace longnet::attention {
+
+class BlockSparseAttention : public AttentionKernel {
+ public:
+  explicit BlockSparseAttention(const AttentionOptions& options) : options_(options) {}
+  // q, k, v: [B, T, H, D] -> out: [B, T, H, D], lse: [B, T, H]
+  AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          bool causal) override;
+  std::string kind() const override { return "block_sparse"; }
+
+  // [nb, nb] bool, nb = ceil(T / block_size): which (query block, key block) pairs are kept.
+  torch::Tensor block_mask(int64_t T, bool causal) const;
+  // Kept fraction of all block pairs at length T.
+  double density(int64_t T, bool causal) const;
+  // (query, key) position pairs attended per head (for GFLOP/s).
+  double attended_pairs(int64_t T, bool causal) const;
+
+ private:
+  AttentionOptions options_;
+};
+
+}  // namespace longnet::attention
