@@ -46,6 +46,46 @@ class Section {
     }
   }
 
+  // A list of integers, e.g. [2048, 4096].
+  void read_list(const std::string& key, std::vector<int64_t>& field) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap()) return;
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return;
+    const std::string where = path_ + "." + key;
+    if (!v.IsSequence()) fail(where, "expected a list of integers such as [2048, 4096]");
+    field.clear();
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string item = where + "[" + std::to_string(i) + "]";
+      if (!v[i].IsScalar()) fail(item, "expected an integer");
+      try {
+        field.push_back(v[i].as<int64_t>());
+      } catch (const YAML::Exception&) {
+        fail(item, "expected an integer, got '" + v[i].Scalar() + "'");
+      }
+    }
+  }
+
+  // A list of integer pairs, e.g. [[0, 3], [5, 1]].
+  void read_pairs(const std::string& key, std::vector<std::pair<int64_t, int64_t>>& field) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap()) return;
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return;
+    const std::string where = path_ + "." + key;
+    if (!v.IsSequence()) fail(where, "expected a list of [query_block, key_block] pairs");
+    field.clear();
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string item = where + "[" + std::to_string(i) + "]";
+      if (!v[i].IsSequence() || v[i].size() != 2) fail(item, "expected a [query_block, key_block] pair");
+      try {
+        field.emplace_back(v[i][0].as<int64_t>(), v[i][1].as<int64_t>());
+      } catch (const YAML::Exception&) {
+        fail(item, "expected two integers");
+      }
+    }
+  }
+
   void finish() const {
     if (!node_ || !node_.IsMap()) return;
     for (const auto& kv : node_) {
@@ -119,6 +159,33 @@ void validate(RunConfig& c) {
   for (const auto& k : attention::kernel_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
   v.require(attention::has_kernel(a.kind), "attention.kind", "'" + a.kind + "'", "one of " + kinds);
   v.require(a.block_size >= 1, "attention.block_size", a.block_size, "an integer >= 1");
+  if (a.kind == "dilated") {
+    const auto n = a.segment_lengths.size();
+    v.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
+    v.require(a.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(a.dilation_rates.size()) + " rates",
+              "one rate per segment length (" + std::to_string(n) + ")");
+    for (size_t i = 0; i < n; ++i) {
+      v.require(a.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]", a.segment_lengths[i], "an integer >= 1");
+      v.require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]", a.dilation_rates[i], "an integer >= 1");
+    }
+    v.require(a.mix == "lse" || a.mix == "head_groups", "attention.mix", "'" + a.mix + "'", "lse or head_groups");
+    if (a.mix == "head_groups")
+      v.require(m.n_heads >= static_cast<int64_t>(n), "model.n_heads", m.n_heads,
+                "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
+  }
+  if (a.kind == "block_sparse") {
+    v.require(a.block_size <= d.seq_len, "attention.block_size", a.block_size,
+              "at most data.seq_len = " + std::to_string(d.seq_len) + " (one block would make it dense)");
+    v.require(a.local_blocks >= -1, "attention.local_blocks", a.local_blocks, "an integer >= -1 (-1: no local window)");
+    v.require(a.stride >= 0, "attention.stride", a.stride, "an integer >= 0 (0: off)");
+    v.require(a.global_blocks >= 0, "attention.global_blocks", a.global_blocks, "an integer >= 0");
+    v.require(a.random_blocks >= 0, "attention.random_blocks", a.random_blocks, "an integer >= 0");
+    for (size_t i = 0; i < a.pairs.size(); ++i)
+      v.require(a.pairs[i].first >= 0 && a.pairs[i].second >= 0, "attention.pairs[" + std::to_string(i) + "]",
+                std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second), "non-negative block indices");
+    v.require(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty(),
+              "attention", "no pattern", "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs");
+  }
 
   const auto& r = c.train;
   v.require(r.steps >= 1, "train.steps", r.steps, "an integer >= 1");
@@ -229,6 +296,15 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   att.read("kind", m.attention.kind);
   att.read("block_size", m.attention.block_size);
   att.read("causal", m.attention.causal);
+  att.read_list("segment_lengths", m.attention.segment_lengths);
+  att.read_list("dilation_rates", m.attention.dilation_rates);
+  att.read("mix", m.attention.mix);
+  att.read("local_blocks", m.attention.local_blocks);
+  att.read("stride", m.attention.stride);
+  att.read("global_blocks", m.attention.global_blocks);
+  att.read("random_blocks", m.attention.random_blocks);
+  att.read("seed", m.attention.seed);
+  att.read_pairs("pairs", m.attention.pairs);
   att.finish();
 
   auto& t = c.train;
@@ -293,7 +369,18 @@ std::string to_yaml(const RunConfig& c) {
   out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap
       << YAML::Key << "kind" << YAML::Value << m.attention.kind
       << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
-      << YAML::Key << "causal" << YAML::Value << m.attention.causal << YAML::EndMap;
+      << YAML::Key << "causal" << YAML::Value << m.attention.causal
+      << YAML::Key << "segment_lengths" << YAML::Value << YAML::Flow << m.attention.segment_lengths
+      << YAML::Key << "dilation_rates" << YAML::Value << YAML::Flow << m.attention.dilation_rates
+      << YAML::Key << "mix" << YAML::Value << m.attention.mix
+      << YAML::Key << "local_blocks" << YAML::Value << m.attention.local_blocks
+      << YAML::Key << "stride" << YAML::Value << m.attention.stride
+      << YAML::Key << "global_blocks" << YAML::Value << m.attention.global_blocks
+      << YAML::Key << "random_blocks" << YAML::Value << m.attention.random_blocks
+      << YAML::Key << "seed" << YAML::Value << m.attention.seed
+      << YAML::Key << "pairs" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (const auto& [qb, kb] : m.attention.pairs) out << YAML::Flow << YAML::BeginSeq << qb << kb << YAML::EndSeq;
+  out << YAML::EndSeq << YAML::EndMap;
   const auto& t = c.train;
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap
       << YAML::Key << "steps" << YAML::Value << t.steps
