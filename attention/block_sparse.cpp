@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "attention/dense.h"
+#include "attention/blockwise.h"
 
 namespace longnet::attention {
 
@@ -50,58 +50,107 @@ double BlockSparseAttention::attended_pairs(int64_t T, bool causal) const {
   return pairs;
 }
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Row i's kept key blocks, ascending, as one gathered [B, H, K_i * b, D] tensor, and where its
+// positions must sit so that the tiled core's causal mask is right: under causal masking the
+// diagonal block is the last kept one and only it needs masking, so the gathered keys are
+// placed to end at the query block; without the diagonal every kept key is in the past.
+struct Row {
+  std::vector<int64_t> blocks;
+  torch::Tensor positions;  // [K_i * b] int64 row indices into T
+  TileSpec spec;
+};
+
+std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool causal, int64_t k_block) {
+  const int64_t nb = mask.size(0);
+  auto acc = mask.accessor<bool, 2>();
+  std::vector<Row> rows(nb);
+  for (int64_t i = 0; i < nb; ++i) {
+    Row& r = rows[i];
+    std::vector<torch::Tensor> parts;
+    for (int64_t j = 0; j < nb; ++j)
+      if (acc[i][j]) {
+        r.blocks.push_back(j);
+        parts.push_back(torch::arange(j * b, std::min(T, (j + 1) * b), torch::kLong));
+      }
+    if (parts.empty()) continue;
+    r.positions = torch::cat(parts);
+    const int64_t n_keys = r.positions.size(0);
+    r.spec.q_block = b;
+    r.spec.k_block = k_block;
+    r.spec.causal = causal && r.blocks.back() == i;
+    r.spec.q_pos0 = i * b;
+    r.spec.k_pos0 = i * b + std::min(b, T - i * b) - n_keys;  // the gathered keys end with the diagonal block
+  }
+  return rows;
+}
+
+// q (scaled), k, v: [B, H, T, D] contiguous -> out [B, H, T, D], lse [B, H, T]. Forward and
+// backward gather each row's kept k/v blocks on the fly, so memory is the inputs plus one row.
+class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& mask, bool causal, int64_t b,
+                               int64_t k_block) {
+    const int64_t T = q.size(2);
+    auto out = torch::zeros_like(q);
+    auto lse = torch::full({q.size(0), q.size(1), T}, -std::numeric_limits<double>::infinity(), q.options());
+    const auto rows = plan_rows(mask, T, b, causal, k_block);
+    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
+      if (rows[i].blocks.empty()) continue;
+      const int64_t len = std::min(b, T - i * b);
+      torch::Tensor o, l;
+      tiled_forward(q.narrow(2, i * b, len), k.index_select(2, rows[i].positions), v.index_select(2, rows[i].positions),
+                    rows[i].spec, o, l);
+      out.narrow(2, i * b, len).copy_(o);
+      lse.narrow(2, i * b, len).copy_(l);
+    }
+    ctx->save_for_backward({q, k, v, out, lse, mask});
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["b"] = b;
+    ctx->saved_data["k_block"] = k_block;
+    return {out, lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4], &mask = saved[5];
+    const bool causal = ctx->saved_data["causal"].toBool();
+    const int64_t b = ctx->saved_data["b"].toInt(), T = q.size(2);
+    const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt());
+    auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
+    auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
+      if (rows[i].blocks.empty()) continue;
+      const int64_t len = std::min(b, T - i * b);
+      const auto& pos = rows[i].positions;
+      auto kg = k.index_select(2, pos), vg = v.index_select(2, pos);
+      auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
+      auto dqi = dq.narrow(2, i * b, len);
+      tiled_backward(q.narrow(2, i * b, len), kg, vg, out.narrow(2, i * b, len), lse.narrow(2, i * b, len),
+                     dout.narrow(2, i * b, len), grads[1].defined() ? grads[1].narrow(2, i * b, len) : torch::Tensor(),
+                     rows[i].spec, dqi, dkg, dvg);
+      dk.index_add_(2, pos, dkg);
+      dv.index_add_(2, pos, dvg);
+    }
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                               bool causal) {
-  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3), b = options_.block_size;
-  const int64_t nb = (T + b - 1) / b, Tp = nb * b;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const double inf = std::numeric_limits<double>::infinity();
-  auto qh = (q * scale).transpose(1, 2), kh = k.transpose(1, 2), vh = v.transpose(1, 2);  // [B, H, T, D]
-  auto mask = block_mask(T, causal);
-
-  // Non-causal global query blocks see every key: they are dense rows, computed as such so
-  // that they do not widen the gathered rows of everybody else.
-  const int64_t g = causal ? 0 : std::min(options_.global_blocks, nb);
-  std::vector<torch::Tensor> outs, lses;
-  if (g > 0) {
-    const int64_t rows = std::min(g * b, T);
-    auto dense = tiled_attention_heads(qh.narrow(2, 0, rows), kh, vh, false, b);
-    outs.push_back(dense.out);
-    lses.push_back(dense.lse);
-  }
-  if (g < nb) {
-    // Rows [g, nb): each query block gathers its K kept key blocks (padded to the widest row).
-    auto rows_mask = mask.narrow(0, g, nb - g);                       // [R, nb]
-    const int64_t R = nb - g, K = std::max<int64_t>(1, rows_mask.sum(1).max().item<int64_t>());
-    // Kept key blocks first in each row (stable order), then padding.
-    auto order = std::get<1>(rows_mask.to(torch::kInt).sort(1, /*descending=*/true));
-    auto idx = order.narrow(1, 0, K);                                  // [R, K]
-    auto valid = rows_mask.gather(1, idx);                             // [R, K]
-    auto pad = [&](const torch::Tensor& x) {
-      return Tp == T ? x : torch::constant_pad_nd(x, {0, 0, 0, Tp - T});
-    };
-    auto kb = pad(kh).unflatten(2, {nb, b}), vb = pad(vh).unflatten(2, {nb, b});       // [B, H, nb, b, D]
-    auto kg = kb.index_select(2, idx.flatten()).view({B, H, R, K * b, D});
-    auto vg = vb.index_select(2, idx.flatten()).view({B, H, R, K * b, D});
-    auto qr = pad(qh).narrow(2, g * b, R * b).unflatten(2, {R, b});                     // [B, H, R, b, D]
-    // Allowed (query, key) positions: a kept block, a real key, and the past when causal.
-    auto opts = torch::TensorOptions().dtype(torch::kLong);
-    auto qpos = (torch::arange(g, nb, opts).unsqueeze(1) * b + torch::arange(b, opts)).unsqueeze(2);      // [R, b, 1]
-    auto kpos = (idx.unsqueeze(2) * b + torch::arange(b, opts)).view({R, 1, K * b});                      // [R, 1, K*b]
-    auto allowed = valid.repeat_interleave(b, 1).view({R, 1, K * b}) & (kpos < T);
-    if (causal) allowed = allowed & (kpos <= qpos);
-    auto s = torch::matmul(qr, kg.transpose(-1, -2));                                   // [B, H, R, b, K*b]
-    s = s.masked_fill(allowed.logical_not(), -inf);
-    auto lse = torch::logsumexp(s, -1);                                                 // [B, H, R, b]
-    auto safe = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse);
-    auto out = torch::matmul(torch::exp(s - safe.unsqueeze(-1)), vg);                  // [B, H, R, b, D]
-    const int64_t rows = T - g * b;
-    outs.push_back(out.flatten(2, 3).narrow(2, 0, rows));
-    lses.push_back(lse.flatten(2, 3).narrow(2, 0, rows));
-  }
-  auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 2);
-  auto lse = lses.size() == 1 ? lses[0] : torch::cat(lses, 2);
-  return {out.transpose(1, 2), lse.transpose(1, 2)};
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  auto qh = (q * scale).transpose(1, 2).contiguous();  // [B, H, T, D]
+  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  auto res = BlockSparseFunction::apply(qh, kh, vh, block_mask(q.size(1), causal), causal, options_.block_size,
+                                        std::max(options_.block_size, options_.key_block));
+  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 
 }  // namespace longnet::attention

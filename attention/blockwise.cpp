@@ -55,15 +55,37 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
     auto qb = q.narrow(2, qs, qe - qs);
     auto ob = out.narrow(2, qs, qe - qs);
     auto lb = lse.narrow(2, qs, qe - qs);
+    // The keys this query tile can see: all of them, or under causal masking those up to its
+    // last query. When they fit in one key tile, one fused softmax does the row (fewer passes
+    // over the scores than the online rescaling below).
+    int64_t k_end = Tk;
+    if (spec.causal) k_end = std::clamp<int64_t>(spec.q_pos0 + qe - spec.k_pos0, 0, Tk);
+    if (k_end == 0) continue;
+    if (k_end <= spec.k_block) {
+      auto s = torch::matmul(qb, k.narrow(2, 0, k_end).transpose(-1, -2));  // [B,H,bq,k_end]
+      apply_mask_(s, classify(spec, qs, qe, 0, k_end), spec, qs, qe, 0, k_end);
+      auto m = s.amax(-1);
+      auto p = torch::softmax(s, -1);
+      // p_max = exp(m - lse), so lse = m - log(p_max). Rows with no key: m = -inf, p = NaN.
+      auto row_lse = m - p.amax(-1).log();
+      auto empty = torch::isinf(m);
+      if (empty.any().item<bool>()) {
+        p.masked_fill_(empty.unsqueeze(-1), 0.0);
+        row_lse.masked_fill_(empty, -std::numeric_limits<double>::infinity());
+      }
+      ob.copy_(torch::matmul(p, v.narrow(2, 0, k_end)));
+      lb.copy_(row_lse);
+      continue;
+    }
     // Online softmax over key tiles: running max m, running sum l, unnormalised acc.
     torch::Tensor m, l, acc;
-    for (int64_t ks = 0; ks < Tk; ks += spec.k_block) {
-      const int64_t ke = std::min(Tk, ks + spec.k_block);
+    for (int64_t ks = 0; ks < k_end; ks += spec.k_block) {
+      const int64_t ke = std::min(k_end, ks + spec.k_block);
       const TileMask mask = classify(spec, qs, qe, ks, ke);
       if (mask == TileMask::kAll) continue;
       auto s = torch::matmul(qb, k.narrow(2, ks, ke - ks).transpose(-1, -2));  // [B,H,bq,bk]
       apply_mask_(s, mask, spec, qs, qe, ks, ke);
-      auto tile_m = std::get<0>(s.max(-1, /*keepdim=*/true));                  // [B,H,bq,1]
+      auto tile_m = s.amax(-1, /*keepdim=*/true);                  // [B,H,bq,1]
       if (!m.defined()) {
         m = finite_or_zero(tile_m);
         s.sub_(m).exp_();
@@ -102,8 +124,10 @@ void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
     auto deltab = delta.narrow(2, qs, bq);
     auto lseb = lse_safe.narrow(2, qs, bq);
     auto dqb = dq.narrow(2, qs, bq);
-    for (int64_t ks = 0; ks < Tk; ks += spec.k_block) {
-      const int64_t ke = std::min(Tk, ks + spec.k_block), bk = ke - ks;
+    int64_t k_end = Tk;
+    if (spec.causal) k_end = std::clamp<int64_t>(spec.q_pos0 + qe - spec.k_pos0, 0, Tk);
+    for (int64_t ks = 0; ks < k_end; ks += spec.k_block) {
+      const int64_t ke = std::min(k_end, ks + spec.k_block), bk = ke - ks;
       const TileMask mask = classify(spec, qs, qe, ks, ke);
       if (mask == TileMask::kAll) continue;
       auto kb = k.narrow(2, ks, bk);

@@ -21,8 +21,8 @@ torch::Tensor causal_mask(int64_t Tq, int64_t Tk) {
 // When all keys fit in one tile, the probabilities themselves are O(T * block): keep them, and
 // use LibTorch's fused softmax and its backward instead of the tile loop (far fewer passes
 // over memory at the short lengths of small models).
-bool single_tile(const torch::Tensor& q, const torch::Tensor& k, int64_t block) {
-  return q.size(2) <= block && k.size(2) <= block;
+bool single_tile(const torch::Tensor& q, const torch::Tensor& k, int64_t q_block, int64_t k_block) {
+  return q.size(2) <= q_block && k.size(2) <= k_block;
 }
 
 // Inputs and outputs in the [B, H, T, D] layout; the scale is folded into q.
@@ -30,23 +30,25 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q,
                                const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                               int64_t block) {
+                               int64_t q_block, int64_t k_block) {
     ctx->saved_data["causal"] = causal;
-    ctx->saved_data["block"] = block;
-    if (single_tile(q, k, block)) {
+    ctx->saved_data["q_block"] = q_block;
+    ctx->saved_data["k_block"] = k_block;
+    if (single_tile(q, k, q_block, k_block)) {
       auto s = torch::matmul(q, k.transpose(-1, -2));  // [B, H, Tq, Tk]
       if (causal) s.masked_fill_(causal_mask(q.size(2), k.size(2)), -std::numeric_limits<double>::infinity());
-      auto m = std::get<0>(s.max(-1));
+      auto m = s.amax(-1);
       auto p = torch::softmax(s, -1);
       // p_max = exp(m - lse), so lse = m - log(p_max): no second pass of exp over s.
-      auto lse = m - std::get<0>(p.max(-1)).log();
+      auto lse = m - p.amax(-1).log();
       auto out = torch::matmul(p, v);
       ctx->save_for_backward({q, k, v, out, lse, p});
       return {out, lse};
     }
     TileSpec spec;
     spec.causal = causal;
-    spec.q_block = spec.k_block = block;
+    spec.q_block = q_block;
+    spec.k_block = k_block;
     torch::Tensor out, lse;
     tiled_forward(q, k, v, spec, out, lse);
     ctx->save_for_backward({q, k, v, out, lse});
@@ -58,7 +60,8 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
     TileSpec spec;
     spec.causal = ctx->saved_data["causal"].toBool();
-    spec.q_block = spec.k_block = ctx->saved_data["block"].toInt();
+    spec.q_block = ctx->saved_data["q_block"].toInt();
+    spec.k_block = ctx->saved_data["k_block"].toInt();
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     if (saved.size() == 6) {
       const auto& p = saved[5];
@@ -66,24 +69,28 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
       // ds = p * (dp - sum_j dp_j p_j) is softmax's own backward; d lse / d s = p.
       auto ds = torch::_softmax_backward_data(torch::matmul(dout, v.transpose(-1, -2)), p, -1, p.scalar_type());
       if (grads[1].defined()) ds.add_(p * grads[1].unsqueeze(-1));
-      return {torch::matmul(ds, k), torch::matmul(ds.transpose(-1, -2), q), dv, torch::Tensor(), torch::Tensor()};
+      return {torch::matmul(ds, k), torch::matmul(ds.transpose(-1, -2), q), dv, torch::Tensor(), torch::Tensor(),
+              torch::Tensor()};
     }
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     tiled_backward(q, k, v, out, lse, dout, grads[1], spec, dq, dk, dv);
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
 AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch::Tensor& k,
-                                      const torch::Tensor& v, bool causal, int64_t block) {
-  auto res = TiledAttentionFunction::apply(q_scaled.contiguous(), k.contiguous(), v.contiguous(), causal, block);
+                                      const torch::Tensor& v, bool causal, int64_t q_block,
+                                      int64_t k_block) {
+  auto res = TiledAttentionFunction::apply(q_scaled.contiguous(), k.contiguous(), v.contiguous(), causal, q_block,
+                                           k_block);
   return {res[0], res[1]};
 }
 
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                const torch::Tensor& v, bool causal, int64_t block) {
+                                const torch::Tensor& v, bool causal, int64_t q_block,
+                                int64_t k_block) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, T, H, D]");
   TORCH_CHECK(!causal || q.size(1) == k.size(1), "causal attention needs Tq == Tk");
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
@@ -91,13 +98,13 @@ AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
   auto qh = (q * scale).transpose(1, 2).contiguous();
   auto kh = k.transpose(1, 2).contiguous();
   auto vh = v.transpose(1, 2).contiguous();
-  auto res = tiled_attention_heads(qh, kh, vh, causal, block);
+  auto res = tiled_attention_heads(qh, kh, vh, causal, q_block, k_block);
   return {res.out.transpose(1, 2), res.lse.transpose(1, 2)};
 }
 
 AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Tensor& k,
                                         const torch::Tensor& v, bool causal) {
-  return tiled_attention(q, k, v, causal, options_.block_size);
+  return tiled_attention(q, k, v, causal, options_.block_size, std::max(options_.block_size, options_.key_block));
 }
 
 }  // namespace longnet::attention

@@ -22,11 +22,13 @@ class DenseAttention : public AttentionKernel {
 // q (already multiplied by 1/sqrt(D)), k, v: [B, H, T, D] contiguous
 // -> out: [B, H, Tq, D], lse: [B, H, Tq].
 AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch::Tensor& k,
-                                      const torch::Tensor& v, bool causal, int64_t block);
+                                      const torch::Tensor& v, bool causal, int64_t q_block,
+                                      int64_t k_block);
 
 // The autograd-aware tiled attention that dense (and later kernels) call.
 // q, k, v: [B, T, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]; scale = 1/sqrt(D).
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                const torch::Tensor& v, bool causal, int64_t block);
+                                const torch::Tensor& v, bool causal, int64_t q_block,
+                                int64_t k_block);
 
 }  // namespace longnet::attention

@@ -17,7 +17,8 @@ using torch::indexing::Slice;
 // with head h using offset (h mod r) when offset < 0, else the given offset for all of them.
 // Returns out [B, h1 - h0, T, D] and lse [B, h1 - h0, T]: zero and -inf where not selected.
 AttentionOutput dilated_pair(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t w,
-                             int64_t r, int64_t h0, int64_t h1, int64_t fixed_offset, bool causal, int64_t block) {
+                             int64_t r, int64_t h0, int64_t h1, int64_t fixed_offset, bool causal,
+                             const AttentionOptions& o_opts) {
   const int64_t B = q.size(0), T = q.size(2), D = q.size(3), Hg = h1 - h0;
   w = std::min(w, T);
   const int64_t n_full = T / w, tail = T - n_full * w;
@@ -48,7 +49,8 @@ AttentionOutput dilated_pair(const torch::Tensor& q, const torch::Tensor& k, con
         auto sel = seg.index({Slice(), heads, Slice(), keep});  // [B, Ho, n_seg, m, D]
         return sel.permute({0, 2, 1, 3, 4}).reshape({B * n_seg, sel.size(1), sel.size(3), D});
       };
-      auto res = tiled_attention_heads(pick(q), pick(k), pick(v), causal, block);
+      auto res = tiled_attention_heads(pick(q), pick(k), pick(v), causal, o_opts.block_size,
+                                       std::max(o_opts.block_size, o_opts.key_block));
       const int64_t Ho = res.out.size(1), m = res.out.size(2);
       auto o_view = out.index({Slice(), heads}).narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
       auto l_view = lse.index({Slice(), heads}).narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
@@ -90,14 +92,14 @@ AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::T
     for (int64_t g = 0; g < n_pairs; ++g) {
       const auto [first, count] = head_group(H, n_pairs, g);
       if (count == 0) continue;
-      auto r = dilated_pair(qh, kh, vh, ws[g], rs[g], first, first + count, g % rs[g], causal, options_.block_size);
+      auto r = dilated_pair(qh, kh, vh, ws[g], rs[g], first, first + count, g % rs[g], causal, options_);
       outs.push_back(r.out);
       lses.push_back(r.lse);
     }
     result = {torch::cat(outs, 1), torch::cat(lses, 1)};
   } else {
     for (int64_t i = 0; i < n_pairs; ++i) {
-      auto r = dilated_pair(qh, kh, vh, ws[i], rs[i], 0, H, -1, causal, options_.block_size);
+      auto r = dilated_pair(qh, kh, vh, ws[i], rs[i], 0, H, -1, causal, options_);
       result = i == 0 ? r : merge(result, r);
     }
   }

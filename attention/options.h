@@ -9,7 +9,8 @@ namespace longnet::attention {
 
 struct AttentionOptions {
   std::string kind = "dense";  // a name from the kernel registry
-  int64_t block_size = 128;    // query/key tile of the blockwise kernels
+  int64_t block_size = 256;    // query tile of the tiled kernels; block_sparse's block
+  int64_t key_block = 1024;    // key tile: rows up to this many keys take one fused softmax
   bool causal = true;          // decoder-only language models attend to the past only
 
   // dilated (LongNet): one (segment length, dilation rate) pair per entry.
