@@ -159,6 +159,7 @@ void validate(RunConfig& c) {
   for (const auto& k : attention::kernel_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
   v.require(attention::has_kernel(a.kind), "attention.kind", "'" + a.kind + "'", "one of " + kinds);
   v.require(a.block_size >= 1, "attention.block_size", a.block_size, "an integer >= 1");
+  v.require(a.key_block >= 1, "attention.key_block", a.key_block, "an integer >= 1");
   if (a.kind == "dilated") {
     const auto n = a.segment_lengths.size();
     v.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
@@ -296,6 +297,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   att.read("kind", m.attention.kind);
   att.read("block_size", m.attention.block_size);
   att.read("causal", m.attention.causal);
+  att.read("key_block", m.attention.key_block);
   att.read_list("segment_lengths", m.attention.segment_lengths);
   att.read_list("dilation_rates", m.attention.dilation_rates);
   att.read("mix", m.attention.mix);
@@ -370,6 +372,7 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "kind" << YAML::Value << m.attention.kind
       << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
       << YAML::Key << "causal" << YAML::Value << m.attention.causal
+      << YAML::Key << "key_block" << YAML::Value << m.attention.key_block
       << YAML::Key << "segment_lengths" << YAML::Value << YAML::Flow << m.attention.segment_lengths
       << YAML::Key << "dilation_rates" << YAML::Value << YAML::Flow << m.attention.dilation_rates
       << YAML::Key << "mix" << YAML::Value << m.attention.mix
