@@ -6,5 +6,6 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_tokenizer(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace longnet::tools

@@ -1,4 +1,4 @@
-// longnet: one binary, one subcommand per job (train, eval, tokenizer, prepare).
+// longnet: one binary, one subcommand per job (train, eval, tokenizer, prepare, bench).
 #include <spdlog/spdlog.h>
 #include <c10/util/Exception.h>
 
@@ -20,6 +20,7 @@ commands:
   eval CONFIG        loss, perplexity and bits per byte over the validation split
   tokenizer CONFIG   train the SentencePiece tokenizer of CONFIG
   prepare CONFIG     tokenize the corpus into cached token shards
+  bench attention    time and measure the attention kernels
 
 Every command answers --help. Any config key can be overridden: --set key.path=value.
 )";
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
     if (command == "eval") return longnet::tools::cmd_eval(argc - 2, argv + 2);
     if (command == "tokenizer") return longnet::tools::cmd_tokenizer(argc - 2, argv + 2);
     if (command == "prepare") return longnet::tools::cmd_prepare(argc - 2, argv + 2);
-    std::fprintf(stderr, "longnet: unknown command '%s' (valid: train, eval, tokenizer, prepare; see longnet --help)\n", command.c_str());
+    if (command == "bench") return longnet::tools::cmd_bench(argc - 2, argv + 2);
+    std::fprintf(stderr, "longnet: unknown command '%s' (valid: train, eval, tokenizer, prepare, bench; see longnet --help)\n", command.c_str());
     return 2;
   } catch (const longnet::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
