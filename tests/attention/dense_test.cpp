@@ -19,7 +19,7 @@ struct Case {
 
 // Forward out and lse, and the gradients of q, k, v under random upstream gradients of both
 // out and lse (lse feeds the merges of ring and dilated kernels, so its gradient matters).
-void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol) {
+void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol, int64_t key_block) {
   auto opts = torch::TensorOptions().dtype(dtype);
   auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
@@ -30,12 +30,14 @@ void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol) {
   attention::AttentionOptions o;
   o.kind = "dense";
   o.block_size = c.block;
+  o.key_block = key_block;
   auto kernel = attention::make_kernel(o);
   auto got = kernel->forward(q, k, v, c.causal);
   auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
   auto want = masked_attention(q, k, v, allowed);
   SCOPED_TRACE(::testing::Message() << "B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D
-                                    << " block=" << c.block << " causal=" << c.causal);
+                                    << " block=" << c.block << " key_block=" << key_block
+                                    << " causal=" << c.causal);
   EXPECT_TRUE(AllClose(got.out, want.out, tol));
   EXPECT_TRUE(AllClose(got.lse, want.lse, tol));
 
@@ -49,18 +51,21 @@ void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol) {
 class DenseTest : public SeededTest {};
 
 // Lengths that are not multiples of the block, blocks larger than T (the single-tile path),
-// and several tiles per row (the online-softmax path).
+// rows of one key tile (the fused-softmax path, key_block large) and rows of several key
+// tiles (the online-softmax path, key_block = block).
 const Case kCases[] = {
     {2, 37, 3, 8, 16, true},  {2, 37, 3, 8, 16, false}, {1, 130, 2, 16, 32, true}, {3, 5, 4, 4, 64, true},
     {2, 64, 4, 8, 64, true},  {1, 1, 1, 4, 8, true},    {2, 50, 5, 8, 7, false},   {1, 97, 2, 8, 200, false},
 };
 
 TEST_F(DenseTest, MatchesOracleFloat64) {
-  for (const auto& c : kCases) check_against_oracle(c, torch::kDouble, 1e-10);
+  for (const auto& c : kCases)
+    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block);
 }
 
 TEST_F(DenseTest, MatchesOracleFloat32) {
-  for (const auto& c : kCases) check_against_oracle(c, torch::kFloat, 1e-5);
+  for (const auto& c : kCases)
+    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kFloat, 1e-5, key_block);
 }
 
 TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
@@ -68,7 +73,7 @@ TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
     const Case c{1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),
                  1 + torch::randint(4, {1}).item<int64_t>(), 2 * (1 + torch::randint(6, {1}).item<int64_t>()),
                  1 + torch::randint(40, {1}).item<int64_t>(), trial % 2 == 0};
-    check_against_oracle(c, torch::kDouble, 1e-10);
+    check_against_oracle(c, torch::kDouble, 1e-10, trial % 3 == 0 ? c.block : 8192);
   }
 }
 

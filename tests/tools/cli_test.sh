@@ -45,7 +45,7 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare; do
+for cmd in train eval tokenizer prepare bench; do
   expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" "$cmd" --help
 done
 expect_ok help "commands:" -- "$longnet" --help

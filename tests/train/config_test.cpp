@@ -81,7 +81,44 @@ TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
 
 TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
   const auto e = error_of(base, {"attention.kind=magic"});
-  EXPECT_NE(e.find("attention.kind: expected one of dense"), std::string::npos) << e;
+  EXPECT_NE(e.find("attention.kind: expected one of block_sparse, dense, dilated, got 'magic'"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
+  auto c = train::parse_config(base, "test.yaml", {"attention.kind=dilated", "attention.segment_lengths=[64, 128]",
+                                                   "attention.dilation_rates=[1, 2]", "attention.mix=head_groups"});
+  EXPECT_EQ(c.model.attention.segment_lengths, (std::vector<int64_t>{64, 128}));
+  EXPECT_EQ(c.model.attention.mix, "head_groups");
+  auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
+  EXPECT_EQ(again.model.attention.dilation_rates, (std::vector<int64_t>{1, 2}));
+  const std::vector<std::string> dil = {"attention.kind=dilated"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), dil.begin(), dil.end());
+    return extra;
+  };
+  EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64, 128]", "attention.dilation_rates=[1]"}))
+                .find("attention.dilation_rates: expected one rate per segment length (2), got 1 rates"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64, 0]", "attention.dilation_rates=[1, 2]"}))
+                .find("attention.segment_lengths[1]: expected an integer >= 1, got 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64]", "attention.dilation_rates=[-2]"}))
+                .find("attention.dilation_rates[0]"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64, x]"})).find("attention.segment_lengths[1]: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected lse or head_groups"), std::string::npos);
+
+  auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
+                                                   "attention.pairs=[[0, 3], [5, 1]]", "attention.global_blocks=1"});
+  EXPECT_EQ(b.model.attention.pairs.size(), 2u);
+  EXPECT_EQ(train::parse_config(train::to_yaml(b), "resolved.yaml").model.attention.pairs[1], std::make_pair(int64_t{5}, int64_t{1}));
+  EXPECT_NE(error_of(base, {"attention.kind=block_sparse", "attention.block_size=512"}).find("at most data.seq_len"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, {"attention.kind=block_sparse", "attention.pairs=[[1]]"}).find("attention.pairs[0]"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, {"attention.kind=block_sparse", "attention.local_blocks=-1"}).find("at least one of"),
+            std::string::npos);
 }
 
 TEST_F(ConfigTest, MissingDataPathIsReportedBeforeAnythingIsBuilt) {

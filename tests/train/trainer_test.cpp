@@ -64,6 +64,25 @@ TEST_F(TrainerTest, LossFallsAndMetricsHaveTheDocumentedFields) {
   EXPECT_EQ(s.final_step, 40);
 }
 
+// Every kernel trains: a short run lowers the loss.
+TEST_F(TrainerTest, EveryAttentionKindLowersTheLoss) {
+  const std::vector<std::vector<std::string>> kinds = {
+      {"attention.kind=dense"},
+      {"attention.kind=dilated", "attention.segment_lengths=[8, 16, 24]", "attention.dilation_rates=[1, 2, 4]"},
+      {"attention.kind=dilated", "attention.segment_lengths=[8, 24]", "attention.dilation_rates=[1, 2]",
+       "attention.mix=head_groups"},
+      {"attention.kind=block_sparse", "attention.block_size=8", "attention.local_blocks=1", "attention.global_blocks=1"},
+  };
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    auto sets = kinds[i];
+    sets.insert(sets.end(), {"train.steps=30", "train.lr_decay_steps=30", "train.eval_every=0", "train.ckpt_every=0"});
+    run("kind" + std::to_string(i), sets);
+    auto rows = metrics("kind" + std::to_string(i));
+    ASSERT_EQ(rows.size(), 30u);
+    EXPECT_LT(rows.back()["loss"].get<double>(), rows.front()["loss"].get<double>() - 0.5) << kinds[i][0];
+  }
+}
+
 TEST_F(TrainerTest, CheckpointsAreWholeAndOnlyTheLastNAreKept) {
   run("b");
   const fs::path ck = dir.path() / "b" / "checkpoints";
