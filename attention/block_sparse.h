@@ -20,8 +20,7 @@ class BlockSparseAttention : public AttentionKernel {
   torch::Tensor block_mask(int64_t T, bool causal) const;
   // Kept fraction of all block pairs at length T.
   double density(int64_t T, bool causal) const;
-  // (query, key) position pairs attended per head (for GFLOP/s).
-  double attended_pairs(int64_t T, bool causal) const;
+  double attended_pairs(int64_t T, bool causal) const override;
 
  private:
   AttentionOptions options_;

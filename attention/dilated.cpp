@@ -106,15 +106,15 @@ AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::T
   return {result.out.transpose(1, 2), result.lse.transpose(1, 2)};
 }
 
-double DilatedAttention::attended_pairs(int64_t T, int64_t H, bool causal) const {
-  // Per pair and head: segments of w' = min(w, T) keep about w'/r positions each.
+double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
+  // Per pair: segments of w' = min(w, T) keep about w'/r positions each.
   double pairs = 0;
+  const double n_pairs = static_cast<double>(options_.segment_lengths.size());
   for (size_t i = 0; i < options_.segment_lengths.size(); ++i) {
     const double w = static_cast<double>(std::min(options_.segment_lengths[i], T));
     const double m = std::ceil(w / options_.dilation_rates[i]);
     const double per_segment = causal ? m * (m + 1) / 2 : m * m;
-    const double heads = options_.mix == "head_groups" ? static_cast<double>(H) / options_.segment_lengths.size() : H;
-    pairs += heads * (static_cast<double>(T) / w) * per_segment;
+    pairs += (static_cast<double>(T) / w) * per_segment / (options_.mix == "head_groups" ? n_pairs : 1.0);
   }
   return pairs;
 }

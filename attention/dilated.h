@@ -17,8 +17,8 @@ class DilatedAttention : public AttentionKernel {
                           bool causal) override;
   std::string kind() const override { return "dilated"; }
 
-  // (query, key) pairs attended per head at length T, summed over pairs (for GFLOP/s).
-  double attended_pairs(int64_t T, int64_t H, bool causal) const;
+  // Summed over the (segment, rate) pairs; under head_groups, averaged over the head groups.
+  double attended_pairs(int64_t T, bool causal) const override;
 
  private:
   AttentionOptions options_;

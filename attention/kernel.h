@@ -22,6 +22,12 @@ class AttentionKernel : public torch::nn::Module {
   virtual AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, bool causal) = 0;
   virtual std::string kind() const = 0;
+  // (query, key) pairs attended per batch element and head at length T, for effective FLOP
+  // counts; dense attends all of them (causal: the lower triangle).
+  virtual double attended_pairs(int64_t T, bool causal) const {
+    const double t = static_cast<double>(T);
+    return causal ? t * (t + 1) / 2 : t * t;
+  }
 };
 
 using KernelPtr = std::shared_ptr<AttentionKernel>;

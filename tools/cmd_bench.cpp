@@ -10,7 +10,6 @@
 #include <sstream>
 
 #include "attention/block_sparse.h"
-#include "attention/dilated.h"
 #include "attention/registry.h"
 #include "data/errors.h"
 #include "tools/args.h"
@@ -61,14 +60,6 @@ attention::AttentionOptions bench_options(const std::string& kind, int64_t T, co
   return o;
 }
 
-double attended_pairs(const attention::AttentionOptions& o, int64_t T, const BenchSetup& s) {
-  const double heads = static_cast<double>(s.heads * s.batch);
-  if (o.kind == "dilated") return s.batch * attention::DilatedAttention(o).attended_pairs(T, s.heads, s.causal);
-  if (o.kind == "block_sparse") return heads * attention::BlockSparseAttention(o).attended_pairs(T, s.causal);
-  const double t = static_cast<double>(T);
-  return heads * (s.causal ? t * (t + 1) / 2 : t * t);
-}
-
 // Runs in the child: one kernel at one length.
 nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup& s) {
   train::TrainOptions t;
@@ -100,7 +91,7 @@ nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup&
   }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
-  const double pairs = attended_pairs(o, T, s);
+  const double pairs = static_cast<double>(s.batch * s.heads) * kernel->attended_pairs(T, s.causal);
   nlohmann::json j = {{"kind", kind}, {"T", T}, {"heads", s.heads}, {"head_dim", s.head_dim}, {"batch", s.batch},
                       {"causal", s.causal}, {"fwd_ms", 1e3 * fwd}, {"fwd_bwd_ms", 1e3 * fwdbwd},
                       {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"attended_pairs", pairs},
