@@ -48,12 +48,9 @@ class Section {
 
   // A list of integers, e.g. [2048, 4096].
   void read_list(const std::string& key, std::vector<int64_t>& field) {
-    known_.insert(key);
-    if (!node_ || !node_.IsMap()) return;
-    const YAML::Node v = node_[key];
-    if (!v || v.IsNull()) return;
+    const YAML::Node v = sequence(key, "a list of integers such as [2048, 4096]");
+    if (!v) return;
     const std::string where = path_ + "." + key;
-    if (!v.IsSequence()) fail(where, "expected a list of integers such as [2048, 4096]");
     field.clear();
     for (size_t i = 0; i < v.size(); ++i) {
       const std::string item = where + "[" + std::to_string(i) + "]";
@@ -68,12 +65,9 @@ class Section {
 
   // A list of integer pairs, e.g. [[0, 3], [5, 1]].
   void read_pairs(const std::string& key, std::vector<std::pair<int64_t, int64_t>>& field) {
-    known_.insert(key);
-    if (!node_ || !node_.IsMap()) return;
-    const YAML::Node v = node_[key];
-    if (!v || v.IsNull()) return;
+    const YAML::Node v = sequence(key, "a list of [query_block, key_block] pairs");
+    if (!v) return;
     const std::string where = path_ + "." + key;
-    if (!v.IsSequence()) fail(where, "expected a list of [query_block, key_block] pairs");
     field.clear();
     for (size_t i = 0; i < v.size(); ++i) {
       const std::string item = where + "[" + std::to_string(i) + "]";
@@ -96,6 +90,16 @@ class Section {
         fail(path_ + "." + key, "unknown key (valid keys of " + path_ + ": " + valid + ")");
       }
     }
+  }
+
+  // The list under key, or an undefined node when the key is absent; fails if it is no list.
+  YAML::Node sequence(const std::string& key, const std::string& expected) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+    if (!v.IsSequence()) fail(path_ + "." + key, "expected " + expected);
+    return v;
   }
 
   [[noreturn]] void fail(const std::string& where, const std::string& what) const {

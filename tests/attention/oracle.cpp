@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "tests/support/support.h"
+
 namespace longnet::testing {
 
 attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -16,6 +18,19 @@ attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch:
   auto p = torch::exp(s - torch::where(empty, torch::zeros_like(lse), lse).unsqueeze(-1));
   auto out = torch::einsum("bhqk,bkhd->bqhd", {p, v});
   return {out, lse.transpose(1, 2)};
+}
+
+void expect_matches_oracle(const attention::AttentionOutput& got, const attention::AttentionOutput& want,
+                           const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double tol) {
+  EXPECT_TRUE(AllClose(got.out, want.out, tol)) << "out";
+  EXPECT_TRUE(AllClose(got.lse, want.lse, tol)) << "lse";
+  auto gout = torch::randn_like(got.out);
+  auto glse = torch::randn_like(got.lse).masked_fill(torch::isinf(want.lse), 0.0);
+  auto g1 = torch::autograd::grad({got.out, got.lse}, {q, k, v}, {gout, glse});
+  auto g2 = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
+  EXPECT_TRUE(AllClose(g1[0], g2[0], tol)) << "dq";
+  EXPECT_TRUE(AllClose(g1[1], g2[1], tol)) << "dk";
+  EXPECT_TRUE(AllClose(g1[2], g2[2], tol)) << "dv";
 }
 
 torch::Tensor causal_allowed(int64_t T) { return torch::ones({T, T}, torch::kBool).tril(); }

@@ -12,6 +12,13 @@ namespace longnet::testing {
 attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                             const torch::Tensor& allowed);
 
+// Expects a kernel's result to match the oracle's: out and lse, and the gradients of q, k, v
+// under random upstream gradients of both out and lse (lse feeds the merges of the dilated and
+// ring kernels, so its gradient matters; it is zero where the oracle's lse is -inf, a query
+// with no key). Failures print the max difference.
+void expect_matches_oracle(const attention::AttentionOutput& got, const attention::AttentionOutput& want,
+                           const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double tol);
+
 // [Tq, Tk] mask: key position <= query position.
 torch::Tensor causal_allowed(int64_t T);
 
