@@ -61,11 +61,12 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
     state = load_checkpoint(*latest, model, optimizer.get());
     spdlog::info("resuming from {} (step {})", *latest, state.step);
   }
-  fs::create_directories(out_dir);
-  MetricsLog metrics((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
-
+  // Both splits must hold a window before anything is written (the samplers throw DataError).
   data::WindowSampler sampler(shards.train, config.data.seq_len, config.data.batch_size, static_cast<uint64_t>(opt.seed));
   const uint64_t val_seed = static_cast<uint64_t>(opt.seed) ^ 0x5eed5eedULL;
+  data::WindowSampler(shards.val, config.data.seq_len, config.data.batch_size, val_seed);
+  fs::create_directories(out_dir);
+  MetricsLog metrics((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
   const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum;
   spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {} threads",
                model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,

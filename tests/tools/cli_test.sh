@@ -60,6 +60,7 @@ expect_fail eval-no-tokenizer "tokenizer.path.*does not exist" -- "$longnet" eva
 expect_ok tokenizer "pieces" -- "$longnet" tokenizer "$work/ok.yaml"
 expect_fail vocab-mismatch "model.vocab_size: 999 does not match" -- "$longnet" train "$work/ok.yaml" --set model.vocab_size=999
 expect_fail eval-no-checkpoint "no checkpoint" -- "$longnet" eval "$work/ok.yaml"
+expect_fail window-too-long "fewer than data.seq_len \+ 1" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=5000
 [ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
 expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
