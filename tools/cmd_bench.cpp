@@ -37,7 +37,7 @@ std::vector<int64_t> parse_list(const std::string& flag, const std::string& text
 }
 
 struct BenchSetup {
-  int64_t batch = 1, heads = 8, head_dim = 64, block = 256, repeat = 3;
+  int64_t batch = 1, heads = 8, head_dim = 64, block = 256, key_block = 1024, repeat = 3;
   bool causal = true;
   double density = 0.1;
   int threads = 0;
@@ -48,6 +48,7 @@ attention::AttentionOptions bench_options(const std::string& kind, int64_t T, co
   attention::AttentionOptions o;
   o.kind = kind;
   o.block_size = s.block;
+  o.key_block = s.key_block;
   if (kind == "dilated") {
     o.segment_lengths = {2048, 4096, 8192, 16384};
     o.dilation_rates = {1, 2, 4, 8};
@@ -126,7 +127,7 @@ std::string self_exe() {
 
 int cmd_bench(int argc, char** argv) {
   const auto args = parse_args("bench", argc, argv,
-                               {"kinds", "lengths", "dense-max", "heads", "head-dim", "batch", "block", "density",
+                               {"kinds", "lengths", "dense-max", "heads", "head-dim", "batch", "block", "key-block", "density",
                                 "repeat", "threads", "one-kind", "one-length"},
                                {"json", "non-causal"});
   if (args.help || args.positional.empty()) {
@@ -142,6 +143,7 @@ measurement runs in a fresh process, so its peak RSS is its own.
   --dense-max T      longest length for dense (default 16384)
   --heads H          (default 8)       --head-dim D   (default 64)   --batch B (default 1)
   --block N          attention.block_size (default 256)
+  --key-block N      attention.key_block (default 1024)
   --density F        block_sparse density target (default 0.1)
   --non-causal       (default causal)
   --repeat N         timed rounds, best kept (default 3)
@@ -161,12 +163,13 @@ dilated uses segments [2048, 4096, 8192, 16384] with rates [1, 2, 4, 8].)");
   s.head_dim = num("head-dim", 64);
   s.batch = num("batch", 1);
   s.block = num("block", 256);
+  s.key_block = num("key-block", 1024);
   s.repeat = num("repeat", 3);
   s.threads = static_cast<int>(num("threads", 0));
   s.causal = !args.flags.count("non-causal");
   if (args.values.count("density")) s.density = std::stod(args.values.at("density"));
-  if (s.heads < 1 || s.head_dim < 1 || s.batch < 1 || s.block < 1 || s.repeat < 1)
-    throw ConfigError("longnet bench: --heads, --head-dim, --batch, --block and --repeat must be >= 1");
+  if (s.heads < 1 || s.head_dim < 1 || s.batch < 1 || s.block < 1 || s.key_block < 1 || s.repeat < 1)
+    throw ConfigError("longnet bench: --heads, --head-dim, --batch, --block, --key-block and --repeat must be >= 1");
 
   if (args.values.count("one-kind")) {  // child mode
     std::printf("%s\n", measure_one(args.values.at("one-kind"), num("one-length", 0), s).dump().c_str());
@@ -199,7 +202,7 @@ dilated uses segments [2048, 4096, 8192, 16384] with rates [1, 2, 4, 8].)");
       if (kind == "dense" && T > dense_max) continue;
       std::ostringstream cmd;
       cmd << "'" << exe << "' bench attention --one-kind " << kind << " --one-length " << T << " --heads " << s.heads
-          << " --head-dim " << s.head_dim << " --batch " << s.batch << " --block " << s.block << " --repeat "
+          << " --head-dim " << s.head_dim << " --batch " << s.batch << " --block " << s.block << " --key-block " << s.key_block << " --repeat "
           << s.repeat << " --threads " << s.threads << " --density " << s.density << (s.causal ? "" : " --non-causal");
       std::FILE* pipe = ::popen(cmd.str().c_str(), "r");
       std::string out;
