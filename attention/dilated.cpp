@@ -5,64 +5,196 @@
 #include <cmath>
 #include <limits>
 
-#include "attention/dense.h"
-#include "attention/merge.h"
+#include "attention/blockwise.h"
 
 namespace longnet::attention {
 namespace {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
 using torch::indexing::Slice;
 
-// One pair (w, r) applied to heads [h0, h1) of the head-major q, k, v ([B, H, T, D], q scaled),
-// with head h using offset (h mod r) when offset < 0, else the given offset for all of them.
-// Returns out [B, h1 - h0, T, D] and lse [B, h1 - h0, T]: zero and -inf where not selected.
-AttentionOutput dilated_pair(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t w,
-                             int64_t r, int64_t h0, int64_t h1, int64_t fixed_offset, bool causal,
-                             const AttentionOptions& o_opts) {
-  const int64_t B = q.size(0), T = q.size(2), D = q.size(3), Hg = h1 - h0;
-  w = std::min(w, T);
-  const int64_t n_full = T / w, tail = T - n_full * w;
-  auto out = torch::zeros({B, Hg, T, D}, q.options());
-  auto lse = torch::full({B, Hg, T}, -std::numeric_limits<double>::infinity(), q.options());
-  // Heads sharing an offset form a strided slice of heads; their kept positions form a strided
-  // slice of each segment: one batched call per (offset, full segments | tail), no loop over
-  // segments.
-  const int64_t n_offsets = fixed_offset >= 0 ? 1 : std::min(r, Hg);
-  for (int64_t i = 0; i < n_offsets; ++i) {
-    // Heads h in [h0, h1) with h mod r == o; under a fixed offset, all of them.
-    int64_t o, first, step;
-    if (fixed_offset >= 0) {
-      o = fixed_offset;
-      first = 0;
-      step = 1;
+// One batched piece of work: pair (w, r) on a strided slice of heads, all at one offset.
+struct Unit {
+  int64_t pair, w, r, offset;
+  int64_t h_first, h_end, h_step;  // heads h_first, h_first + h_step, ... < h_end
+};
+
+// lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
+// are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
+std::vector<Unit> plan_units(const AttentionOptions& o, int64_t H) {
+  std::vector<Unit> units;
+  const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t w = o.segment_lengths[i], r = o.dilation_rates[i];
+    if (o.mix == "head_groups") {
+      const auto [first, count] = head_group(H, n, i);
+      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
     } else {
-      first = i;
-      o = (h0 + i) % r;
-      step = r;
+      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r});
     }
-    const auto heads = Slice(first, Hg, step);
-    auto run = [&](int64_t start, int64_t n_seg, int64_t len) {
-      if (o >= len) return;  // a short tail segment may hold no position at this offset
-      const auto keep = Slice(o, len, r);
-      auto pick = [&](const torch::Tensor& x) {  // [B, Hg, T, D] -> [B * n_seg, Ho, m, D]
-        auto seg = x.index({Slice(), Slice(h0, h1)}).narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
-        auto sel = seg.index({Slice(), heads, Slice(), keep});  // [B, Ho, n_seg, m, D]
-        return sel.permute({0, 2, 1, 3, 4}).reshape({B * n_seg, sel.size(1), sel.size(3), D});
-      };
-      auto res = tiled_attention_heads(pick(q), pick(k), pick(v), causal, o_opts.block_size,
-                                       std::max(o_opts.block_size, o_opts.key_block));
-      const int64_t Ho = res.out.size(1), m = res.out.size(2);
-      auto o_view = out.index({Slice(), heads}).narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
-      auto l_view = lse.index({Slice(), heads}).narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
-      o_view.index_put_({Slice(), Slice(), Slice(), keep},
-                        res.out.view({B, n_seg, Ho, m, D}).permute({0, 2, 1, 3, 4}));
-      l_view.index_put_({Slice(), Slice(), Slice(), keep}, res.lse.view({B, n_seg, Ho, m}).permute({0, 2, 1, 3}));
-    };
-    if (n_full > 0) run(0, n_full, w);
-    if (tail > 0) run(n_full * w, 1, tail);
   }
-  return {out, lse};
+  return units;
 }
+
+// The positions of `u` in x ([B, H, T, ...] head-major): full segments of min(w, T) and the
+// shorter tail, each as a strided view [B, Ho, n_seg, m, ...]; empty when the offset falls
+// outside a short tail.
+std::vector<torch::Tensor> unit_views(const torch::Tensor& x, const Unit& u) {
+  const int64_t T = x.size(2), w = std::min(u.w, T), n_full = T / w, tail = T - n_full * w;
+  std::vector<torch::Tensor> views;
+  auto heads = x.index({Slice(), Slice(u.h_first, u.h_end, u.h_step)});
+  auto add = [&](int64_t start, int64_t n_seg, int64_t len) {
+    if (u.offset >= len) return;
+    auto seg = heads.narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
+    views.push_back(seg.index({Slice(), Slice(), Slice(), Slice(u.offset, len, u.r)}));
+  };
+  if (n_full > 0) add(0, n_full, w);
+  if (tail > 0) add(n_full * w, 1, tail);
+  return views;
+}
+
+// [B, Ho, n_seg, m, D] view -> contiguous [B * n_seg, Ho, m, D] (or [.., m] without D).
+torch::Tensor gather(const torch::Tensor& view) {
+  if (view.dim() == 5) {
+    return view.permute({0, 2, 1, 3, 4}).reshape({view.size(0) * view.size(2), view.size(1), view.size(3), view.size(4)});
+  }
+  return view.permute({0, 2, 1, 3}).reshape({view.size(0) * view.size(2), view.size(1), view.size(3)});
+}
+
+// The inverse of gather: y [B * n_seg, Ho, m, ...] as the layout of `view`.
+torch::Tensor scatter_shape(const torch::Tensor& y, const torch::Tensor& view) {
+  if (view.dim() == 5) return y.view({view.size(0), view.size(2), view.size(1), view.size(3), view.size(4)}).permute({0, 2, 1, 3, 4});
+  return y.view({view.size(0), view.size(2), view.size(1), view.size(3)}).permute({0, 2, 1, 3});
+}
+
+TileSpec tile_spec(const AttentionOptions& o, bool causal) {
+  TileSpec spec;
+  spec.causal = causal;
+  spec.q_block = o.block_size;
+  spec.k_block = std::max(o.block_size, o.key_block);
+  return spec;
+}
+
+// Segments per call of the tiled core: many short segments make a large batch, and a score
+// tile of batch x heads x q_block x k_block floats past a few MiB falls out of cache (and past
+// 32 MiB costs page faults on every allocation), so the batch is cut into chunks.
+int64_t segments_per_call(const torch::Tensor& qg, const TileSpec& spec) {
+  const int64_t per_segment = qg.size(1) * std::min(spec.q_block, qg.size(2)) * std::min(spec.k_block, qg.size(2));
+  return std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, per_segment));
+}
+
+// exp(lse_i - lse), 0 where lse_i is -inf (that pair saw no key there).
+torch::Tensor mix_weight(const torch::Tensor& lse_i, const torch::Tensor& lse) {
+  auto safe = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse);
+  return torch::where(torch::isinf(lse_i), torch::zeros_like(lse_i), torch::exp(lse_i - safe));
+}
+
+// The whole dilated attention as one autograd function: every pair's sparse attention is
+// computed by the tiled core straight into its own buffer, the pairs are mixed by lse in
+// place, and the backward distributes (dout, dlse) to the pairs and runs the tiled backward on
+// the same strided views: no per-view autograd copies of full-size tensors.
+class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const AttentionOptions& options, bool causal) {
+    const auto units = plan_units(options, q.size(1));
+    const int64_t n_pairs = static_cast<int64_t>(options.segment_lengths.size());
+    const auto spec = tile_spec(options, causal);
+    const double ninf = -std::numeric_limits<double>::infinity();
+    std::vector<torch::Tensor> outs, lses;
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      outs.push_back(torch::zeros_like(q));
+      lses.push_back(torch::full({q.size(0), q.size(1), q.size(2)}, ninf, q.options()));
+    }
+    for (const auto& u : units) {
+      auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
+      auto ov = unit_views(outs[u.pair], u), lv = unit_views(lses[u.pair], u);
+      for (size_t s = 0; s < qv.size(); ++s) {
+        auto qg = gather(qv[s]), kg = gather(kv[s]), vg = gather(vv[s]);
+        const int64_t n = qg.size(0), c = segments_per_call(qg, spec);
+        std::vector<torch::Tensor> os, ls;
+        for (int64_t b0 = 0; b0 < n; b0 += c) {
+          const int64_t len = std::min(c, n - b0);
+          torch::Tensor o, l;
+          tiled_forward(qg.narrow(0, b0, len), kg.narrow(0, b0, len), vg.narrow(0, b0, len), spec, o, l);
+          os.push_back(o);
+          ls.push_back(l);
+        }
+        ov[s].copy_(scatter_shape(os.size() == 1 ? os[0] : torch::cat(os), ov[s]));
+        lv[s].copy_(scatter_shape(ls.size() == 1 ? ls[0] : torch::cat(ls), lv[s]));
+      }
+    }
+    torch::Tensor lse = lses[0].clone();
+    for (int64_t i = 1; i < n_pairs; ++i) lse = torch::logaddexp(lse, lses[i]);  // no grad here: NaN-free
+    lse.masked_fill_(torch::isnan(lse), ninf);
+    auto out = torch::zeros_like(q);
+    for (int64_t i = 0; i < n_pairs; ++i) out.add_(outs[i] * mix_weight(lses[i], lse).unsqueeze(-1));
+    std::vector<torch::Tensor> saved = {q, k, v, out, lse};
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      saved.push_back(outs[i]);
+      saved.push_back(lses[i]);
+    }
+    ctx->save_for_backward(saved);
+    // The options by value: the kernel that called us may be gone before backward runs.
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["segment_lengths"] = options.segment_lengths;
+    ctx->saved_data["dilation_rates"] = options.dilation_rates;
+    ctx->saved_data["head_groups"] = options.mix == "head_groups";
+    ctx->saved_data["block_size"] = options.block_size;
+    ctx->saved_data["key_block"] = options.key_block;
+    return {out, lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
+    AttentionOptions options;
+    options.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
+    options.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
+    options.mix = ctx->saved_data["head_groups"].toBool() ? "head_groups" : "lse";
+    options.block_size = ctx->saved_data["block_size"].toInt();
+    options.key_block = ctx->saved_data["key_block"].toInt();
+    const auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
+    const auto units = plan_units(options, q.size(1));
+    auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
+    auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    const int64_t n_pairs = static_cast<int64_t>(options.segment_lengths.size());
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      const auto &out_i = saved[5 + 2 * i], &lse_i = saved[6 + 2 * i];
+      // out = sum_i w_i out_i, w_i = exp(lse_i - lse): d out_i = w_i dout and
+      // d lse_i = w_i (dout . (out_i - out) + dlse).
+      auto w = mix_weight(lse_i, lse);
+      auto dout_i = dout * w.unsqueeze(-1);
+      auto dlse_i = (dout * (out_i - out)).sum(-1);
+      if (grads[1].defined()) dlse_i.add_(grads[1]);
+      dlse_i.mul_(w);
+      for (const auto& u : units) {
+        if (u.pair != i) continue;
+        auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
+        auto ov = unit_views(out_i, u), lv = unit_views(lse_i, u);
+        auto gov = unit_views(dout_i, u), glv = unit_views(dlse_i, u);
+        auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
+        for (size_t s = 0; s < qv.size(); ++s) {
+          auto qg = gather(qv[s]), kg = gather(kv[s]), vg = gather(vv[s]);
+          auto og = gather(ov[s]), lg = gather(lv[s]), gog = gather(gov[s]), glg = gather(glv[s]);
+          auto dqg = torch::zeros_like(qg), dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
+          const int64_t n = qg.size(0), c = segments_per_call(qg, spec);
+          for (int64_t b0 = 0; b0 < n; b0 += c) {
+            const int64_t len = std::min(c, n - b0);
+            auto dqc = dqg.narrow(0, b0, len), dkc = dkg.narrow(0, b0, len), dvc = dvg.narrow(0, b0, len);
+            tiled_backward(qg.narrow(0, b0, len), kg.narrow(0, b0, len), vg.narrow(0, b0, len), og.narrow(0, b0, len),
+                           lg.narrow(0, b0, len), gog.narrow(0, b0, len), glg.narrow(0, b0, len), spec, dqc, dkc, dvc);
+          }
+          dqv[s].add_(scatter_shape(dqg, dqv[s]));
+          dkv[s].add_(scatter_shape(dkg, dkv[s]));
+          dvv[s].add_(scatter_shape(dvg, dvv[s]));
+        }
+      }
+    }
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+  }
+};
 
 }  // namespace
 
@@ -80,30 +212,11 @@ std::pair<int64_t, int64_t> head_group(int64_t H, int64_t n_pairs, int64_t g) {
 AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal) {
   TORCH_CHECK(q.sizes() == k.sizes() && k.sizes() == v.sizes(), "dilated attention is self-attention: q, k, v of one shape");
-  const int64_t H = q.size(2), D = q.size(3);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  auto qh = (q * scale).transpose(1, 2), kh = k.transpose(1, 2), vh = v.transpose(1, 2);  // [B, H, T, D]
-  const auto& ws = options_.segment_lengths;
-  const auto& rs = options_.dilation_rates;
-  const int64_t n_pairs = static_cast<int64_t>(ws.size());
-  AttentionOutput result;
-  if (options_.mix == "head_groups") {
-    std::vector<torch::Tensor> outs, lses;
-    for (int64_t g = 0; g < n_pairs; ++g) {
-      const auto [first, count] = head_group(H, n_pairs, g);
-      if (count == 0) continue;
-      auto r = dilated_pair(qh, kh, vh, ws[g], rs[g], first, first + count, g % rs[g], causal, options_);
-      outs.push_back(r.out);
-      lses.push_back(r.lse);
-    }
-    result = {torch::cat(outs, 1), torch::cat(lses, 1)};
-  } else {
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      auto r = dilated_pair(qh, kh, vh, ws[i], rs[i], 0, H, -1, causal, options_);
-      result = i == 0 ? r : merge(result, r);
-    }
-  }
-  return {result.out.transpose(1, 2), result.lse.transpose(1, 2)};
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  auto qh = (q * scale).transpose(1, 2).contiguous();  // [B, H, T, D]
+  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  auto res = DilatedFunction::apply(qh, kh, vh, options_, causal);
+  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 
 double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
