@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "attention/blockwise.h"
+#include "attention/merge.h"
 
 namespace longnet::attention {
 namespace {
@@ -84,12 +85,6 @@ int64_t segments_per_call(const torch::Tensor& qg, const TileSpec& spec) {
   return std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, per_segment));
 }
 
-// exp(lse_i - lse), 0 where lse_i is -inf (that pair saw no key there).
-torch::Tensor mix_weight(const torch::Tensor& lse_i, const torch::Tensor& lse) {
-  auto safe = torch::where(torch::isinf(lse), torch::zeros_like(lse), lse);
-  return torch::where(torch::isinf(lse_i), torch::zeros_like(lse_i), torch::exp(lse_i - safe));
-}
-
 // The whole dilated attention as one autograd function: every pair's sparse attention is
 // computed by the tiled core straight into its own buffer, the pairs are mixed by lse in
 // place, and the backward distributes (dout, dlse) to the pairs and runs the tiled backward on
@@ -125,11 +120,10 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
         lv[s].copy_(scatter_shape(ls.size() == 1 ? ls[0] : torch::cat(ls), lv[s]));
       }
     }
-    torch::Tensor lse = lses[0].clone();
-    for (int64_t i = 1; i < n_pairs; ++i) lse = torch::logaddexp(lse, lses[i]);  // no grad here: NaN-free
-    lse.masked_fill_(torch::isnan(lse), ninf);
+    torch::Tensor lse = lses[0];
+    for (int64_t i = 1; i < n_pairs; ++i) lse = safe_logaddexp(lse, lses[i]);
     auto out = torch::zeros_like(q);
-    for (int64_t i = 0; i < n_pairs; ++i) out.add_(outs[i] * mix_weight(lses[i], lse).unsqueeze(-1));
+    for (int64_t i = 0; i < n_pairs; ++i) out.add_(outs[i] * merge_weight(lses[i], lse).unsqueeze(-1));
     std::vector<torch::Tensor> saved = {q, k, v, out, lse};
     for (int64_t i = 0; i < n_pairs; ++i) {
       saved.push_back(outs[i]);
@@ -164,7 +158,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       const auto &out_i = saved[5 + 2 * i], &lse_i = saved[6 + 2 * i];
       // out = sum_i w_i out_i, w_i = exp(lse_i - lse): d out_i = w_i dout and
       // d lse_i = w_i (dout . (out_i - out) + dlse).
-      auto w = mix_weight(lse_i, lse);
+      auto w = merge_weight(lse_i, lse);
       auto dout_i = dout * w.unsqueeze(-1);
       auto dlse_i = (dout * (out_i - out)).sum(-1);
       if (grads[1].defined()) dlse_i.add_(grads[1]);

@@ -9,4 +9,10 @@ namespace longnet::attention {
 // A side with lse = -inf (no keys) contributes nothing; both -inf gives out 0, lse -inf.
 AttentionOutput merge(const AttentionOutput& a, const AttentionOutput& b);
 
+// The pieces of the merge, for kernels that mix in place (dilated):
+// log(exp(l1) + exp(l2)); -inf where both are -inf, with a defined (zero) gradient there.
+torch::Tensor safe_logaddexp(const torch::Tensor& l1, const torch::Tensor& l2);
+// exp(l_i - l), the weight of a part with lse l_i in a merge whose total lse is l; 0 where l is -inf.
+torch::Tensor merge_weight(const torch::Tensor& l_i, const torch::Tensor& l);
+
 }  // namespace longnet::attention

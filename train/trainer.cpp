@@ -33,7 +33,8 @@ std::string format_duration(double seconds) {
 std::string model_signature(const RunConfig& c) {
   RunConfig only;
   only.model = c.model;
-  return to_yaml(only).substr(to_yaml(only).find("model:"));
+  const std::string yaml = to_yaml(only);
+  return yaml.substr(yaml.find("model:"));
 }
 
 }  // namespace
