@@ -96,19 +96,24 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& mask, bool causal, int64_t b,
                                int64_t k_block) {
-    const int64_t T = q.size(2);
+    torch::NoGradGuard no_grad;
+    const int64_t T = q.size(2), H = q.size(1);
     auto out = torch::zeros_like(q);
-    auto lse = torch::full({q.size(0), q.size(1), T}, -std::numeric_limits<double>::infinity(), q.options());
+    auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), q.options());
     const auto rows = plan_rows(mask, T, b, causal, k_block);
-    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      if (rows[i].blocks.empty()) continue;
-      const int64_t len = std::min(b, T - i * b);
-      torch::Tensor o, l;
-      tiled_forward(q.narrow(2, i * b, len), k.index_select(2, rows[i].positions), v.index_select(2, rows[i].positions),
-                    rows[i].spec, o, l);
-      out.narrow(2, i * b, len).copy_(o);
-      lse.narrow(2, i * b, len).copy_(l);
-    }
+    // One (batch, head) unit per thread, its rows in turn: few large calls rather than a
+    // multi-threaded call per small row.
+    for_each_unit(q.size(0) * H, [&](int64_t u) {
+      auto qu = q[u / H][u % H], ku = k[u / H][u % H], vu = v[u / H][u % H];
+      auto ou = out[u / H][u % H], lu = lse[u / H][u % H];
+      for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
+        if (rows[i].blocks.empty()) continue;
+        const int64_t len = std::min(b, T - i * b);
+        tiled_forward_into(qu.narrow(0, i * b, len), ku.index_select(0, rows[i].positions),
+                           vu.index_select(0, rows[i].positions), rows[i].spec, ou.narrow(0, i * b, len),
+                           lu.narrow(0, i * b, len));
+      }
+    });
     ctx->save_for_backward({q, k, v, out, lse, mask});
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["b"] = b;
@@ -124,19 +129,26 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt());
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
-    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      if (rows[i].blocks.empty()) continue;
-      const int64_t len = std::min(b, T - i * b);
-      const auto& pos = rows[i].positions;
-      auto kg = k.index_select(2, pos), vg = v.index_select(2, pos);
-      auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
-      auto dqi = dq.narrow(2, i * b, len);
-      tiled_backward(q.narrow(2, i * b, len), kg, vg, out.narrow(2, i * b, len), lse.narrow(2, i * b, len),
-                     dout.narrow(2, i * b, len), grads[1].defined() ? grads[1].narrow(2, i * b, len) : torch::Tensor(),
-                     rows[i].spec, dqi, dkg, dvg);
-      dk.index_add_(2, pos, dkg);
-      dv.index_add_(2, pos, dvg);
-    }
+    const auto& dlse = grads[1];
+    const int64_t H = q.size(1);
+    // Per unit, so that the index_add_ into dk, dv never races.
+    for_each_unit(q.size(0) * H, [&](int64_t u) {
+      const int64_t n = u / H, h = u % H;
+      auto qu = q[n][h], ku = k[n][h], vu = v[n][h], ou = out[n][h], lu = lse[n][h], du = dout[n][h];
+      auto dqu = dq[n][h], dku = dk[n][h], dvu = dv[n][h];
+      for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
+        if (rows[i].blocks.empty()) continue;
+        const int64_t len = std::min(b, T - i * b);
+        const auto& pos = rows[i].positions;
+        auto kg = ku.index_select(0, pos), vg = vu.index_select(0, pos);
+        auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
+        tiled_backward_into(qu.narrow(0, i * b, len), kg, vg, ou.narrow(0, i * b, len), lu.narrow(0, i * b, len),
+                            du.narrow(0, i * b, len), dlse.defined() ? dlse[n][h].narrow(0, i * b, len) : dlse,
+                            rows[i].spec, dqu.narrow(0, i * b, len), dkg, dvg);
+        dku.index_add_(0, pos, dkg);
+        dvu.index_add_(0, pos, dvg);
+      }
+    });
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };

@@ -1,5 +1,6 @@
 #include "attention/blockwise.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -31,10 +32,15 @@ torch::Tensor future_mask(const TileSpec& spec, int64_t qs, int64_t qe, int64_t 
   return kpos > qpos;
 }
 
-// s: [B, H, bq, bk] scores of one tile, masked in place.
-void apply_mask_(torch::Tensor& s, TileMask m, const TileSpec& spec, int64_t qs, int64_t qe,
-                 int64_t ks, int64_t ke) {
-  if (m == TileMask::kPartial) s.masked_fill_(future_mask(spec, qs, qe, ks, ke, s.device()), kNegInf);
+// s: [..., bq, bk] scores of one tile, masked in place. Keys at or before the tile's first
+// query are never masked, so only the columns after it are compared and filled.
+void apply_mask_(torch::Tensor& s, TileMask m, const TileSpec& spec, int64_t qs, int64_t qe, int64_t ks,
+                 int64_t ke) {
+  if (m != TileMask::kPartial) return;
+  const int64_t first_masked = std::max<int64_t>(ks, spec.q_pos0 + qs + 1 - spec.k_pos0);
+  if (first_masked >= ke) return;
+  s.narrow(-1, first_masked - ks, ke - first_masked)
+      .masked_fill_(future_mask(spec, qs, qe, first_masked, ke, s.device()), kNegInf);
 }
 
 // -inf (no keys) -> 0 so that exp(s - lse) is 0 rather than NaN.
@@ -44,59 +50,40 @@ torch::Tensor finite_or_zero(const torch::Tensor& x) {
 
 }  // namespace
 
-void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                   const TileSpec& spec, at::Tensor& out, at::Tensor& lse) {
-  torch::NoGradGuard no_grad;
-  const int64_t Tq = q.size(2), Tk = k.size(2);
-  out = torch::zeros_like(q);
-  lse = torch::full({q.size(0), q.size(1), Tq}, kNegInf, q.options());
+void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
+  const int64_t Tq = q.size(-2), Tk = k.size(-2);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block);
-    auto qb = q.narrow(2, qs, qe - qs);
-    auto ob = out.narrow(2, qs, qe - qs);
-    auto lb = lse.narrow(2, qs, qe - qs);
+    auto qb = q.narrow(-2, qs, qe - qs);
+    auto ob = out.narrow(-2, qs, qe - qs);
+    auto lb = lse.narrow(-1, qs, qe - qs);
     // The keys this query tile can see: all of them, or under causal masking those up to its
-    // last query. When they fit in one key tile, one fused softmax does the row (fewer passes
-    // over the scores than the online rescaling below).
+    // last query. A row that fits one key tile is one pass of the loop below: max, exp, sum and
+    // one matmul over the scores, the 1/sum applied to the [bq, D] output, not to the scores.
     int64_t k_end = Tk;
     if (spec.causal) k_end = std::clamp<int64_t>(spec.q_pos0 + qe - spec.k_pos0, 0, Tk);
     if (k_end == 0) continue;
-    if (k_end <= spec.k_block) {
-      auto s = torch::matmul(qb, k.narrow(2, 0, k_end).transpose(-1, -2));  // [B,H,bq,k_end]
-      apply_mask_(s, classify(spec, qs, qe, 0, k_end), spec, qs, qe, 0, k_end);
-      auto m = s.amax(-1);
-      auto p = torch::softmax(s, -1);
-      // p_max = exp(m - lse), so lse = m - log(p_max). Rows with no key: m = -inf, p = NaN.
-      auto row_lse = m - p.amax(-1).log();
-      auto empty = torch::isinf(m);
-      if (empty.any().item<bool>()) {
-        p.masked_fill_(empty.unsqueeze(-1), 0.0);
-        row_lse.masked_fill_(empty, -std::numeric_limits<double>::infinity());
-      }
-      ob.copy_(torch::matmul(p, v.narrow(2, 0, k_end)));
-      lb.copy_(row_lse);
-      continue;
-    }
     // Online softmax over key tiles: running max m, running sum l, unnormalised acc.
     torch::Tensor m, l, acc;
     for (int64_t ks = 0; ks < k_end; ks += spec.k_block) {
       const int64_t ke = std::min(k_end, ks + spec.k_block);
       const TileMask mask = classify(spec, qs, qe, ks, ke);
       if (mask == TileMask::kAll) continue;
-      auto s = torch::matmul(qb, k.narrow(2, ks, ke - ks).transpose(-1, -2));  // [B,H,bq,bk]
+      auto s = torch::matmul(qb, k.narrow(-2, ks, ke - ks).transpose(-1, -2));  // [B,H,bq,bk]
       apply_mask_(s, mask, spec, qs, qe, ks, ke);
       auto tile_m = s.amax(-1, /*keepdim=*/true);                  // [B,H,bq,1]
       if (!m.defined()) {
         m = finite_or_zero(tile_m);
         s.sub_(m).exp_();
         l = s.sum(-1, true);
-        acc = torch::matmul(s, v.narrow(2, ks, ke - ks));
+        acc = torch::matmul(s, v.narrow(-2, ks, ke - ks));
       } else {
         auto m_new = finite_or_zero(torch::maximum(m, tile_m));
         auto rescale = torch::exp(m - m_new);
         s.sub_(m_new).exp_();
         l.mul_(rescale).add_(s.sum(-1, true));
-        acc.mul_(rescale).add_(torch::matmul(s, v.narrow(2, ks, ke - ks)));
+        acc.mul_(rescale).add_(torch::matmul(s, v.narrow(-2, ks, ke - ks)));
         m = m_new;
       }
     }
@@ -107,41 +94,92 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   }
 }
 
-void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
-                    const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
-                    at::Tensor& dk, at::Tensor& dv) {
-  torch::NoGradGuard no_grad;
-  const int64_t Tq = q.size(2), Tk = k.size(2);
+void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
+                   const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
+                   const at::Tensor& dk, const at::Tensor& dv) {
+  const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
   auto delta = (dout * out).sum(-1, true);  // [B,H,Tq,1]
   if (dlse.defined()) delta = delta - dlse.unsqueeze(-1);
   auto lse_safe = finite_or_zero(lse).unsqueeze(-1);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block), bq = qe - qs;
-    auto qb = q.narrow(2, qs, bq);
-    auto dob = dout.narrow(2, qs, bq);
-    auto deltab = delta.narrow(2, qs, bq);
-    auto lseb = lse_safe.narrow(2, qs, bq);
-    auto dqb = dq.narrow(2, qs, bq);
+    auto qb = q.narrow(-2, qs, bq);
+    auto dob = dout.narrow(-2, qs, bq);
+    auto deltab = delta.narrow(-2, qs, bq);
+    auto lseb = lse_safe.narrow(-2, qs, bq);
+    auto dqb = dq.narrow(-2, qs, bq);
     int64_t k_end = Tk;
     if (spec.causal) k_end = std::clamp<int64_t>(spec.q_pos0 + qe - spec.k_pos0, 0, Tk);
     for (int64_t ks = 0; ks < k_end; ks += spec.k_block) {
       const int64_t ke = std::min(k_end, ks + spec.k_block), bk = ke - ks;
       const TileMask mask = classify(spec, qs, qe, ks, ke);
       if (mask == TileMask::kAll) continue;
-      auto kb = k.narrow(2, ks, bk);
-      auto vb = v.narrow(2, ks, bk);
+      auto kb = k.narrow(-2, ks, bk);
+      auto vb = v.narrow(-2, ks, bk);
       auto p = torch::matmul(qb, kb.transpose(-1, -2));  // [B,H,bq,bk]
       apply_mask_(p, mask, spec, qs, qe, ks, ke);
       p.sub_(lseb).exp_();
-      dv.narrow(2, ks, bk).add_(torch::matmul(p.transpose(-1, -2), dob));
+      dv.narrow(-2, ks, bk).add_(torch::matmul(p.transpose(-1, -2), dob));
       auto ds = torch::matmul(dob, vb.transpose(-1, -2));  // dp
       ds.sub_(deltab).mul_(p);
       dqb.add_(torch::matmul(ds, kb));
-      dk.narrow(2, ks, bk).add_(torch::matmul(ds.transpose(-1, -2), qb));
+      dk.narrow(-2, ks, bk).add_(torch::matmul(ds.transpose(-1, -2), qb));
     }
   }
+}
+
+
+namespace {
+
+// Each (batch, head) unit on its own thread, its ops single-threaded (ATen and OpenBLAS run
+// serially inside a parallel region): LibTorch 1.13's CPU bmm multiplies the B*H small
+// matrices one after another, each split across all threads, and every elementwise pass
+// does the same; one unit per thread keeps a tile in that core's cache and never syncs.
+// Only when the units spread evenly, or are many, over the threads.
+bool per_unit_threads(int64_t units) {
+  const int64_t threads = at::get_num_threads();
+  if (threads < 2 || at::in_parallel_region() || units < threads) return false;
+  return units % threads == 0 || units >= 4 * threads;
+}
+
+}  // namespace
+
+void for_each_unit(int64_t units, const std::function<void(int64_t)>& f) {
+  if (!per_unit_threads(units)) {
+    for (int64_t u = 0; u < units; ++u) f(u);
+    return;
+  }
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    torch::NoGradGuard no_grad;  // grad mode is thread-local: the workers start with it on
+    for (int64_t u = begin; u < end; ++u) f(u);
+  });
+}
+
+void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   const TileSpec& spec, at::Tensor& out, at::Tensor& lse) {
+  torch::NoGradGuard no_grad;
+  out = torch::zeros_like(q);
+  lse = torch::full({q.size(0), q.size(1), q.size(2)}, kNegInf, q.options());
+  const int64_t H = q.size(1);
+  for_each_unit(q.size(0) * H, [&](int64_t u) {
+    const int64_t n = u / H, h = u % H;
+    tiled_forward_into(q[n][h], k[n][h], v[n][h], spec, out[n][h], lse[n][h]);
+  });
+}
+
+void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
+                    const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
+                    at::Tensor& dk, at::Tensor& dv) {
+  torch::NoGradGuard no_grad;
+  const int64_t H = q.size(1);
+  for_each_unit(q.size(0) * H, [&](int64_t u) {
+    const int64_t n = u / H, h = u % H;
+    tiled_backward_into(q[n][h], k[n][h], v[n][h], out[n][h], lse[n][h], dout[n][h],
+                        dlse.defined() ? dlse[n][h] : dlse, spec, dq[n][h], dk[n][h], dv[n][h]);
+  });
 }
 
 }  // namespace longnet::attention

@@ -4,6 +4,8 @@
 // nothing of size Tq x Tk is ever held). Dense, ring and the sparse kernels are built on it.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
+
 namespace longnet::attention {
 
 // Where the queries and keys sit in the sequence: causal masking compares absolute
@@ -28,5 +30,19 @@ void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
                     const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                     const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
                     at::Tensor& dk, at::Tensor& dv);
+
+// The same loops, serial, on any leading dims (one (batch, head) unit: [Tq, D]); the caller
+// owns out (zeros on entry) and lse (-inf on entry), and dq, dk, dv are accumulated into.
+void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse);
+void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
+                         const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
+                         const at::Tensor& dk, const at::Tensor& dv);
+
+// f(u) for u in [0, units): one unit per intra-op thread, each run single-threaded with grad
+// mode off, when the units spread well over the threads; otherwise in turn (and then each
+// op uses all threads).
+void for_each_unit(int64_t units, const std::function<void(int64_t)>& f);
 
 }  // namespace longnet::attention

@@ -73,6 +73,11 @@ TEST_F(BlockSparseTest, MatchesOracleFloat32) {
   for (const auto& c : kCases) check(c, torch::kFloat, 1e-5);
 }
 
+TEST_F(BlockSparseTest, MatchesOracleWithTwoThreads) {
+  at::set_num_threads(2);
+  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+}
+
 TEST_F(BlockSparseTest, CausalDropsBlocksAboveTheDiagonalAndReportsDensity) {
   Case c{1, 64, 1, 4, 8, 1, 0, 0, 0, {{0, 7}}, true};
   attention::BlockSparseAttention kernel(options_of(c));

@@ -56,6 +56,14 @@ TEST_F(DenseTest, MatchesOracleFloat32) {
     for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kFloat, 1e-5, key_block);
 }
 
+// With two threads the (batch, head) units of the tiled core run one per thread (6 units
+// here spread evenly; 5 do not, and take the multi-threaded-op path).
+TEST_F(DenseTest, MatchesOracleWithTwoThreads) {
+  at::set_num_threads(2);
+  for (const Case& c : {Case{2, 70, 3, 8, 16, true}, Case{2, 70, 3, 8, 16, false}, Case{1, 45, 5, 8, 8, true}})
+    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block);
+}
+
 TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
   for (int trial = 0; trial < 6; ++trial) {
     const Case c{1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),

@@ -106,6 +106,11 @@ TEST_F(DilatedTest, MatchesOracleFloat32) {
   for (const auto& c : kCases) check(c, torch::kFloat, 1e-5);
 }
 
+TEST_F(DilatedTest, MatchesOracleWithTwoThreads) {
+  at::set_num_threads(2);
+  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+}
+
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
   for (int trial = 0; trial < 6; ++trial) {
     Case c{1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
