@@ -55,18 +55,12 @@ std::vector<torch::Tensor> unit_views(const torch::Tensor& x, const Unit& u) {
   return views;
 }
 
-// [B, Ho, n_seg, m, D] view -> contiguous [B * n_seg, Ho, m, D] (or [.., m] without D).
-torch::Tensor gather(const torch::Tensor& view) {
-  if (view.dim() == 5) {
-    return view.permute({0, 2, 1, 3, 4}).reshape({view.size(0) * view.size(2), view.size(1), view.size(3), view.size(4)});
-  }
-  return view.permute({0, 2, 1, 3}).reshape({view.size(0) * view.size(2), view.size(1), view.size(3)});
-}
-
-// The inverse of gather: y [B * n_seg, Ho, m, ...] as the layout of `view`.
-torch::Tensor scatter_shape(const torch::Tensor& y, const torch::Tensor& view) {
-  if (view.dim() == 5) return y.view({view.size(0), view.size(2), view.size(1), view.size(3), view.size(4)}).permute({0, 2, 1, 3, 4});
-  return y.view({view.size(0), view.size(2), view.size(1), view.size(3)}).permute({0, 2, 1, 3});
+// Calls f(item) for every (batch, head, segment) of a [B, Ho, n_seg, m, ...] view, one item
+// per intra-op thread: each item is one segment's sparse attention of m rows.
+template <typename F>
+void for_each_item(const torch::Tensor& view, const F& f) {
+  const int64_t Ho = view.size(1), S = view.size(2);
+  for_each_unit(view.size(0) * Ho * S, [&](int64_t u) { f(u / (Ho * S), (u / S) % Ho, u % S); });
 }
 
 TileSpec tile_spec(const AttentionOptions& o, bool causal) {
@@ -75,14 +69,6 @@ TileSpec tile_spec(const AttentionOptions& o, bool causal) {
   spec.q_block = o.block_size;
   spec.k_block = std::max(o.block_size, o.key_block);
   return spec;
-}
-
-// Segments per call of the tiled core: many short segments make a large batch, and a score
-// tile of batch x heads x q_block x k_block floats past a few MiB falls out of cache (and past
-// 32 MiB costs page faults on every allocation), so the batch is cut into chunks.
-int64_t segments_per_call(const torch::Tensor& qg, const TileSpec& spec) {
-  const int64_t per_segment = qg.size(1) * std::min(spec.q_block, qg.size(2)) * std::min(spec.k_block, qg.size(2));
-  return std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, per_segment));
 }
 
 // The whole dilated attention as one autograd function: every pair's sparse attention is
@@ -105,25 +91,17 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     for (const auto& u : units) {
       auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
       auto ov = unit_views(outs[u.pair], u), lv = unit_views(lses[u.pair], u);
+      // Straight into the pair's buffers (zeros and -inf outside the positions it selects).
       for (size_t s = 0; s < qv.size(); ++s) {
-        auto qg = gather(qv[s]), kg = gather(kv[s]), vg = gather(vv[s]);
-        const int64_t n = qg.size(0), c = segments_per_call(qg, spec);
-        std::vector<torch::Tensor> os, ls;
-        for (int64_t b0 = 0; b0 < n; b0 += c) {
-          const int64_t len = std::min(c, n - b0);
-          torch::Tensor o, l;
-          tiled_forward(qg.narrow(0, b0, len), kg.narrow(0, b0, len), vg.narrow(0, b0, len), spec, o, l);
-          os.push_back(o);
-          ls.push_back(l);
-        }
-        ov[s].copy_(scatter_shape(os.size() == 1 ? os[0] : torch::cat(os), ov[s]));
-        lv[s].copy_(scatter_shape(ls.size() == 1 ? ls[0] : torch::cat(ls), lv[s]));
+        for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
+          tiled_forward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], spec, ov[s][b][h][g], lv[s][b][h][g]);
+        });
       }
     }
     torch::Tensor lse = lses[0];
     for (int64_t i = 1; i < n_pairs; ++i) lse = safe_logaddexp(lse, lses[i]);
     auto out = torch::zeros_like(q);
-    for (int64_t i = 0; i < n_pairs; ++i) out.add_(outs[i] * merge_weight(lses[i], lse).unsqueeze(-1));
+    for (int64_t i = 0; i < n_pairs; ++i) out.addcmul_(outs[i], merge_weight(lses[i], lse).unsqueeze(-1));
     std::vector<torch::Tensor> saved = {q, k, v, out, lse};
     for (int64_t i = 0; i < n_pairs; ++i) {
       saved.push_back(outs[i]);
@@ -152,37 +130,32 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     const auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
     const auto units = plan_units(options, q.size(1));
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
+    const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     const int64_t n_pairs = static_cast<int64_t>(options.segment_lengths.size());
     for (int64_t i = 0; i < n_pairs; ++i) {
       const auto &out_i = saved[5 + 2 * i], &lse_i = saved[6 + 2 * i];
-      // out = sum_i w_i out_i, w_i = exp(lse_i - lse): d out_i = w_i dout and
-      // d lse_i = w_i (dout . (out_i - out) + dlse).
-      auto w = merge_weight(lse_i, lse);
-      auto dout_i = dout * w.unsqueeze(-1);
-      auto dlse_i = (dout * (out_i - out)).sum(-1);
-      if (grads[1].defined()) dlse_i.add_(grads[1]);
-      dlse_i.mul_(w);
       for (const auto& u : units) {
         if (u.pair != i) continue;
         auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
-        auto ov = unit_views(out_i, u), lv = unit_views(lse_i, u);
-        auto gov = unit_views(dout_i, u), glv = unit_views(dlse_i, u);
+        auto oiv = unit_views(out_i, u), liv = unit_views(lse_i, u);
+        auto ov = unit_views(out, u), lv = unit_views(lse, u), gov = unit_views(dout, u);
+        std::vector<torch::Tensor> glv;
+        if (dlse.defined()) glv = unit_views(dlse, u);
         auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
+        // Accumulated straight into dq, dk, dv: within a pair the items touch disjoint rows.
         for (size_t s = 0; s < qv.size(); ++s) {
-          auto qg = gather(qv[s]), kg = gather(kv[s]), vg = gather(vv[s]);
-          auto og = gather(ov[s]), lg = gather(lv[s]), gog = gather(gov[s]), glg = gather(glv[s]);
-          auto dqg = torch::zeros_like(qg), dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
-          const int64_t n = qg.size(0), c = segments_per_call(qg, spec);
-          for (int64_t b0 = 0; b0 < n; b0 += c) {
-            const int64_t len = std::min(c, n - b0);
-            auto dqc = dqg.narrow(0, b0, len), dkc = dkg.narrow(0, b0, len), dvc = dvg.narrow(0, b0, len);
-            tiled_backward(qg.narrow(0, b0, len), kg.narrow(0, b0, len), vg.narrow(0, b0, len), og.narrow(0, b0, len),
-                           lg.narrow(0, b0, len), gog.narrow(0, b0, len), glg.narrow(0, b0, len), spec, dqc, dkc, dvc);
-          }
-          dqv[s].add_(scatter_shape(dqg, dqv[s]));
-          dkv[s].add_(scatter_shape(dkg, dkv[s]));
-          dvv[s].add_(scatter_shape(dvg, dvv[s]));
+          for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
+            // out = sum_i w_i out_i, w_i = exp(lse_i - lse): d out_i = w_i dout and
+            // d lse_i = w_i (dout . (out_i - out) + dlse); on this segment's rows, in cache.
+            auto o_i = oiv[s][b][h][g], l_i = liv[s][b][h][g], d = gov[s][b][h][g];
+            auto w = merge_weight(l_i, lv[s][b][h][g]);
+            auto dlse_i = (d * (o_i - ov[s][b][h][g])).sum(-1);
+            if (dlse.defined()) dlse_i.add_(glv[s][b][h][g]);
+            dlse_i.mul_(w);
+            tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], o_i, l_i, d * w.unsqueeze(-1), dlse_i,
+                                spec, dqv[s][b][h][g], dkv[s][b][h][g], dvv[s][b][h][g]);
+          });
         }
       }
     }
