@@ -71,43 +71,38 @@ TileSpec tile_spec(const AttentionOptions& o, bool causal) {
   return spec;
 }
 
-// The whole dilated attention as one autograd function: every pair's sparse attention is
-// computed by the tiled core straight into its own buffer, the pairs are mixed by lse in
-// place, and the backward distributes (dout, dlse) to the pairs and runs the tiled backward on
-// the same strided views: no per-view autograd copies of full-size tensors.
+// The whole dilated attention as one autograd function. The pairs are mixed by lse (LongNet
+// eq. 10) as they are computed: each segment's (out, lse) is merged into the running result on
+// its own rows while in cache. Mixed that way, out is one softmax over the union of every
+// pair's keys, normalised by the final lse, so the backward of each pair is the tiled backward
+// with the final out and lse: d s_ij = P_ij (dout . v_j - dout . out + dlse) with
+// P_ij = exp(s_ij - lse). Nothing per pair is kept, and memory is q, k, v, out and lse.
 class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const AttentionOptions& options, bool causal) {
-    const auto units = plan_units(options, q.size(1));
-    const int64_t n_pairs = static_cast<int64_t>(options.segment_lengths.size());
     const auto spec = tile_spec(options, causal);
-    const double ninf = -std::numeric_limits<double>::infinity();
-    std::vector<torch::Tensor> outs, lses;
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      outs.push_back(torch::zeros_like(q));
-      lses.push_back(torch::full({q.size(0), q.size(1), q.size(2)}, ninf, q.options()));
-    }
-    for (const auto& u : units) {
+    auto out = torch::zeros_like(q);
+    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
+    // Units of one pair touch disjoint heads, items of one unit disjoint rows: the merges of
+    // the items running in parallel never meet; the pairs follow one another.
+    for (const auto& u : plan_units(options, q.size(1))) {
       auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
-      auto ov = unit_views(outs[u.pair], u), lv = unit_views(lses[u.pair], u);
-      // Straight into the pair's buffers (zeros and -inf outside the positions it selects).
+      auto ov = unit_views(out, u), lv = unit_views(lse, u);
       for (size_t s = 0; s < qv.size(); ++s) {
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
-          tiled_forward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], spec, ov[s][b][h][g], lv[s][b][h][g]);
+          auto qi = qv[s][b][h][g];
+          auto o = torch::zeros_like(qi);
+          auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), qi.options());
+          tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], spec, o, l);
+          auto out_rows = ov[s][b][h][g], lse_rows = lv[s][b][h][g];
+          auto merged = safe_logaddexp(lse_rows, l);
+          out_rows.mul_(merge_weight(lse_rows, merged).unsqueeze(-1)).addcmul_(o, merge_weight(l, merged).unsqueeze(-1));
+          lse_rows.copy_(merged);
         });
       }
     }
-    torch::Tensor lse = lses[0];
-    for (int64_t i = 1; i < n_pairs; ++i) lse = safe_logaddexp(lse, lses[i]);
-    auto out = torch::zeros_like(q);
-    for (int64_t i = 0; i < n_pairs; ++i) out.addcmul_(outs[i], merge_weight(lses[i], lse).unsqueeze(-1));
-    std::vector<torch::Tensor> saved = {q, k, v, out, lse};
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      saved.push_back(outs[i]);
-      saved.push_back(lses[i]);
-    }
-    ctx->save_for_backward(saved);
+    ctx->save_for_backward({q, k, v, out, lse});
     // The options by value: the kernel that called us may be gone before backward runs.
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["segment_lengths"] = options.segment_lengths;
@@ -128,35 +123,22 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
     const auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
-    const auto units = plan_units(options, q.size(1));
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
-    const int64_t n_pairs = static_cast<int64_t>(options.segment_lengths.size());
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      const auto &out_i = saved[5 + 2 * i], &lse_i = saved[6 + 2 * i];
-      for (const auto& u : units) {
-        if (u.pair != i) continue;
-        auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
-        auto oiv = unit_views(out_i, u), liv = unit_views(lse_i, u);
-        auto ov = unit_views(out, u), lv = unit_views(lse, u), gov = unit_views(dout, u);
-        std::vector<torch::Tensor> glv;
-        if (dlse.defined()) glv = unit_views(dlse, u);
-        auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
-        // Accumulated straight into dq, dk, dv: within a pair the items touch disjoint rows.
-        for (size_t s = 0; s < qv.size(); ++s) {
-          for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
-            // out = sum_i w_i out_i, w_i = exp(lse_i - lse): d out_i = w_i dout and
-            // d lse_i = w_i (dout . (out_i - out) + dlse); on this segment's rows, in cache.
-            auto o_i = oiv[s][b][h][g], l_i = liv[s][b][h][g], d = gov[s][b][h][g];
-            auto w = merge_weight(l_i, lv[s][b][h][g]);
-            auto dlse_i = (d * (o_i - ov[s][b][h][g])).sum(-1);
-            if (dlse.defined()) dlse_i.add_(glv[s][b][h][g]);
-            dlse_i.mul_(w);
-            tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], o_i, l_i, d * w.unsqueeze(-1), dlse_i,
-                                spec, dqv[s][b][h][g], dkv[s][b][h][g], dvv[s][b][h][g]);
-          });
-        }
+    for (const auto& u : plan_units(options, q.size(1))) {
+      auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
+      auto ov = unit_views(out, u), lv = unit_views(lse, u), gov = unit_views(dout, u);
+      std::vector<torch::Tensor> glv;
+      if (dlse.defined()) glv = unit_views(dlse, u);
+      auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
+      // Accumulated straight into dq, dk, dv: within a unit the items touch disjoint rows.
+      for (size_t s = 0; s < qv.size(); ++s) {
+        for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
+          tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], ov[s][b][h][g], lv[s][b][h][g],
+                              gov[s][b][h][g], dlse.defined() ? glv[s][b][h][g] : dlse, spec, dqv[s][b][h][g],
+                              dkv[s][b][h][g], dvv[s][b][h][g]);
+        });
       }
     }
     return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
