@@ -6,25 +6,61 @@
 
 namespace longnet::model {
 
-MultiHeadAttentionImpl::MultiHeadAttentionImpl(const ModelOptions& options) : options_(options) {
-  const int64_t C = options.d_model;
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(C, 3 * C).bias(options.bias)));
-  out = register_module("out", torch::nn::Linear(torch::nn::LinearOptions(C, C).bias(options.bias)));
-  rotary_ = register_module("rotary", Rotary(options.head_dim(), options.max_seq_len, options.rope_theta));
-  kernel_ = register_module("kernel", attention::make_kernel(options.attention));
-  dropout_ = register_module("dropout", torch::nn::Dropout(options.dropout));
+MultiHeadAttentionOptions MultiHeadAttentionOptions::from(const ModelOptions& m) {
+  return MultiHeadAttentionOptions(m.d_model, m.n_heads)
+      .n_kv_heads(m.kv_heads())
+      .bias(m.bias)
+      .subln(m.norm == NormPlacement::kSubLn)
+      .norm_type(m.norm_type)
+      .pos(m.pos)
+      .max_seq_len(m.max_seq_len)
+      .rope_theta(m.rope_theta)
+      .xpos_scale_base(m.xpos_scale_base)
+      .dropout(m.dropout)
+      .attention(m.attention);
+}
+
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& o) : options(o) {
+  const int64_t C = o.d_model(), H = o.n_heads(), G = o.kv_heads(), D = o.head_dim();
+  TORCH_CHECK(C % H == 0, "d_model ", C, " is not a multiple of n_heads ", H);
+  TORCH_CHECK(H % G == 0, "n_heads ", H, " is not a multiple of n_kv_heads ", G);
+  q_rows_ = H * D;
+  kv_rows_ = G * D;
+  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(C, q_rows_ + 2 * kv_rows_).bias(o.bias())));
+  if (o.subln()) inner_norm = register_module("inner_norm", Norm(C, o.bias(), o.norm_type()));
+  out = register_module("out", torch::nn::Linear(torch::nn::LinearOptions(C, C).bias(o.bias())));
+  if (o.pos() != PositionKind::kNone) {
+    rotary = register_module("rotary", Rotary(RotaryOptions(D, o.max_seq_len())
+                                                  .theta(o.rope_theta())
+                                                  .xpos(o.pos() == PositionKind::kXpos)
+                                                  .xpos_scale_base(o.xpos_scale_base())));
+  }
+  kernel_ = register_module("kernel", attention::make_kernel(o.attention()));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  const int64_t H = options_.n_heads, D = options_.head_dim();
-  // One copy into [3, B, H, T, D]: the kernels work head-major, and their [B, T, H, D]
-  // inputs below are transposed views of contiguous head-major tensors, so no further copy.
-  auto qkv_h = qkv(x).view({B, T, 3, H, D}).permute({2, 0, 3, 1, 4}).contiguous();
-  auto qk = rotary_(qkv_h.narrow(0, 0, 2));  // rotate q and k in one pass: [2, B, H, T, D]
-  auto q = qk[0].transpose(1, 2), k = qk[1].transpose(1, 2), v = qkv_h[2].transpose(1, 2);
-  auto y = kernel_->forward(q, k, v, options_.attention.causal).out;  // [B, T, H, D]
-  return dropout_(out(y.reshape({B, T, C})));
+  const int64_t H = options.n_heads(), G = options.kv_heads(), D = options.head_dim();
+  auto y = qkv(x);  // [B, T, (H + 2G) D]
+  // One copy each into head-major [B, H, T, D] and [2, B, G, T, D]: the kernels work
+  // head-major, and the [B, T, H, D] views passed below are transposes of contiguous tensors.
+  auto q = y.narrow(-1, 0, q_rows_).view({B, T, H, D}).transpose(1, 2).contiguous();
+  auto kv = y.narrow(-1, q_rows_, 2 * kv_rows_).view({B, T, 2, G, D}).permute({2, 0, 3, 1, 4}).contiguous();
+  auto k = kv[0], v = kv[1];
+  if (rotary) {
+    q = rotary(q);
+    k = rotary(k, /*keys=*/true);
+  }
+  if (G < H) {  // each key/value head serves H / G consecutive query heads
+    k = k.repeat_interleave(H / G, 1);
+    v = v.repeat_interleave(H / G, 1);
+  }
+  auto a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                            options.attention().causal).out;  // [B, T, H, D]
+  auto h = a.reshape({B, T, C});
+  if (inner_norm) h = inner_norm(h);
+  return dropout_(out(h));
 }
 
 }  // namespace longnet::model

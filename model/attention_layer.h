@@ -1,27 +1,63 @@
 #pragma once
-// Multi-head self-attention: fused QKV projection -> rotary -> attention kernel -> output
-// projection. The kernel comes from the registry (attention.kind).
+// Multi-head self-attention, a LibTorch module users can drop in:
+//   fused QKV projection (one matmul) -> rotary / xPos on q, k -> grouped-query expansion
+//   -> attention kernel from the registry -> [Sub-LN] -> output projection.
+// Grouped-query attention (Ainslie et al. 2023): n_kv_heads key/value heads, each shared by
+// n_heads / n_kv_heads query heads; the projection and whatever stores k and v shrink by that
+// factor. Sub-LN (MAGNETO) normalises the heads' concatenated output before `out`.
+#include <torch/arg.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
 
 #include "attention/kernel.h"
+#include "attention/options.h"
+#include "model/norm.h"
 #include "model/options.h"
 #include "model/rotary.h"
 
 namespace longnet::model {
 
+struct MultiHeadAttentionOptions {
+  MultiHeadAttentionOptions(int64_t d_model, int64_t n_heads) : d_model_(d_model), n_heads_(n_heads) {}
+  // The layer of a model built from config.
+  static MultiHeadAttentionOptions from(const ModelOptions& m);
+  int64_t head_dim() const { return d_model_ / n_heads_; }
+  int64_t kv_heads() const { return n_kv_heads_ > 0 ? n_kv_heads_ : n_heads_; }
+
+  TORCH_ARG(int64_t, d_model);
+  TORCH_ARG(int64_t, n_heads);
+  TORCH_ARG(int64_t, n_kv_heads) = 0;  // 0: n_heads (plain multi-head attention)
+  TORCH_ARG(bool, bias) = false;
+  TORCH_ARG(bool, subln) = false;
+  TORCH_ARG(NormType, norm_type) = NormType::kLayerNorm;
+  TORCH_ARG(PositionKind, pos) = PositionKind::kRope;
+  TORCH_ARG(int64_t, max_seq_len) = 2048;
+  TORCH_ARG(double, rope_theta) = 10000.0;
+  TORCH_ARG(double, xpos_scale_base) = 512.0;
+  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(attention::AttentionOptions, attention);  // kind "dense" unless set
+
+};
+
 class MultiHeadAttentionImpl : public torch::nn::Module {
  public:
-  explicit MultiHeadAttentionImpl(const ModelOptions& options);
+  explicit MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options);
   // x: [B, T, C] -> [B, T, C]
   torch::Tensor forward(const torch::Tensor& x);
 
+  // Rows of qkv->weight ([(H + 2 G) * D, C]) that project queries, keys and values.
+  torch::Tensor q_weight() const { return qkv->weight.narrow(0, 0, q_rows_); }
+  torch::Tensor k_weight() const { return qkv->weight.narrow(0, q_rows_, kv_rows_); }
+  torch::Tensor v_weight() const { return qkv->weight.narrow(0, q_rows_ + kv_rows_, kv_rows_); }
+
+  MultiHeadAttentionOptions options;
   torch::nn::Linear qkv{nullptr}, out{nullptr};
+  Norm inner_norm{nullptr};  // Sub-LN only
+  Rotary rotary{nullptr};    // rope and xpos only
 
  private:
-  ModelOptions options_;
-  Rotary rotary_{nullptr};
+  int64_t q_rows_, kv_rows_;
   attention::KernelPtr kernel_;
   torch::nn::Dropout dropout_{nullptr};
 };

@@ -2,18 +2,28 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace longnet::model {
 
-BlockImpl::BlockImpl(const ModelOptions& options) {
-  norm1 = register_module("norm1", Norm(options.d_model, options.bias));
-  attn = register_module("attn", MultiHeadAttention(options));
-  norm2 = register_module("norm2", Norm(options.d_model, options.bias));
-  mlp = register_module("mlp", Mlp(options));
+double deepnorm_alpha(int64_t n_layers) { return std::pow(2.0 * static_cast<double>(n_layers), 0.25); }
+
+BlockImpl::BlockImpl(const ModelOptions& options) : placement_(options.norm) {
+  norm1 = register_module("norm1", Norm(options.d_model, options.bias, options.norm_type));
+  attn = register_module("attn", MultiHeadAttention(MultiHeadAttentionOptions::from(options)));
+  norm2 = register_module("norm2", Norm(options.d_model, options.bias, options.norm_type));
+  mlp = register_module("mlp", Mlp(MlpOptions::from(options)));
+  if (placement_ == NormPlacement::kDeepNorm) alpha_ = deepnorm_alpha(options.n_layers);
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
-  auto h = x + attn(norm1(x));
-  return h + mlp(norm2(h));
+  if (placement_ == NormPlacement::kPre || placement_ == NormPlacement::kSubLn) {
+    auto h = x + attn(norm1(x));
+    return h + mlp(norm2(h));
+  }
+  auto residual = [this](const torch::Tensor& t) { return alpha_ == 1.0 ? t : t * alpha_; };
+  auto h = norm1(residual(x) + attn(x));
+  return norm2(residual(h) + mlp(h));
 }
 
 }  // namespace longnet::model

@@ -1,5 +1,9 @@
 #pragma once
-// One transformer block, pre-LN: x = x + attn(norm1(x)); x = x + mlp(norm2(x)).
+// One transformer block; model.norm decides where its norms sit (see model/options.h):
+//   pre, subln:     h = x + attn(norm1(x));           y = h + mlp(norm2(h))
+//   post, deepnorm: h = norm1(alpha x + attn(x));     y = norm2(alpha h + mlp(h))
+// alpha = (2N)^(1/4) for deepnorm (DeepNet, decoder-only, N layers), 1 otherwise; subln's
+// extra norms live inside attn and mlp.
 #include <torch/nn/module.h>
 
 #include "model/attention_layer.h"
@@ -7,6 +11,9 @@
 #include "model/norm.h"
 
 namespace longnet::model {
+
+// DeepNet's residual scale for a decoder of n_layers: alpha = (2N)^(1/4).
+double deepnorm_alpha(int64_t n_layers);
 
 class BlockImpl : public torch::nn::Module {
  public:
@@ -17,6 +24,10 @@ class BlockImpl : public torch::nn::Module {
   Norm norm1{nullptr}, norm2{nullptr};
   MultiHeadAttention attn{nullptr};
   Mlp mlp{nullptr};
+
+ private:
+  NormPlacement placement_;
+  double alpha_ = 1.0;
 };
 TORCH_MODULE(Block);
 

@@ -1,5 +1,5 @@
 #pragma once
-// Decoder-only language model: embedding -> N blocks -> final norm -> tied LM head.
+// Decoder-only language model: embedding -> N blocks -> final norm (pre, subln) -> tied LM head.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
@@ -26,11 +26,10 @@ class LanguageModelImpl : public torch::nn::Module {
 
   torch::nn::Embedding embed{nullptr};
   torch::nn::ModuleList blocks{nullptr};
-  Norm norm{nullptr};
+  Norm norm{nullptr};  // none for post and deepnorm
 
  private:
   torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] -> [B, T, C], after final norm
-  void init_weights();
 
   ModelOptions options_;
   torch::nn::Dropout dropout_{nullptr};

@@ -4,15 +4,34 @@
 
 namespace longnet::model {
 
-MlpImpl::MlpImpl(const ModelOptions& options) {
-  const int64_t C = options.d_model, F = options.ffn_dim();
-  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(C, F).bias(options.bias)));
-  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(F, C).bias(options.bias)));
-  dropout_ = register_module("dropout", torch::nn::Dropout(options.dropout));
+MlpOptions MlpOptions::from(const ModelOptions& m) {
+  return MlpOptions(m.d_model, m.ffn_dim())
+      .kind(m.mlp)
+      .bias(m.bias)
+      .subln(m.norm == NormPlacement::kSubLn)
+      .norm_type(m.norm_type)
+      .dropout(m.dropout);
+}
+
+MlpImpl::MlpImpl(const MlpOptions& o) : options(o) {
+  const int64_t C = o.d_model(), F = o.d_ff();
+  const int64_t fc1_out = o.kind() == MlpKind::kSwiGlu ? 2 * F : F;
+  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(C, fc1_out).bias(o.bias())));
+  if (o.subln()) inner_norm = register_module("inner_norm", Norm(F, o.bias(), o.norm_type()));
+  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(F, C).bias(o.bias())));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return dropout_(fc2(torch::gelu(fc1(x))));
+  auto h = fc1(x);
+  if (options.kind() == MlpKind::kSwiGlu) {
+    auto gate_up = h.chunk(2, -1);
+    h = torch::silu(gate_up[0]) * gate_up[1];
+  } else {
+    h = torch::gelu(h);
+  }
+  if (inner_norm) h = inner_norm(h);
+  return dropout_(fc2(h));
 }
 
 }  // namespace longnet::model

@@ -1,12 +1,15 @@
 #pragma once
-// LayerNorm with an optional bias (nanoGPT's `bias: false` models have none).
+// LayerNorm (optional bias, as nanoGPT's `bias: false` models) or RMSNorm (Zhang & Sennrich
+// 2019: x / sqrt(mean(x^2) + eps) * weight, no centring, no bias).
 #include <torch/nn/module.h>
+
+#include "model/options.h"
 
 namespace longnet::model {
 
 class NormImpl : public torch::nn::Module {
  public:
-  NormImpl(int64_t dim, bool bias);
+  NormImpl(int64_t dim, bool bias, NormType type = NormType::kLayerNorm);
   // x: [..., dim] -> [..., dim]
   torch::Tensor forward(const torch::Tensor& x);
 
@@ -14,6 +17,7 @@ class NormImpl : public torch::nn::Module {
 
  private:
   int64_t dim_;
+  NormType type_;
 };
 TORCH_MODULE(Norm);
 

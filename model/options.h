@@ -1,27 +1,71 @@
 #pragma once
-// Typed options of the language model (YAML section `model:`), filled by train/config.
+// Typed options of the language model (YAML section `model:`), filled and validated by
+// train/config; the modules take their own TORCH_ARG options built from these.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "attention/options.h"
 
 namespace longnet::model {
+
+// Where the LayerNorms sit (model.norm):
+//   pre      x + f(LN(x))                              GPT-2, nanoGPT
+//   post     LN(x + f(x))                              the original Transformer
+//   subln    pre, plus an LN inside attention before the output projection and inside the
+//            MLP before its second linear (MAGNETO, Wang et al. 2022, "Foundation Transformers")
+//   deepnorm LN(alpha * x + f(x)), init scaled by beta (DeepNet, Wang et al. 2022)
+enum class NormPlacement { kPre, kPost, kSubLn, kDeepNorm };
+enum class NormType { kLayerNorm, kRmsNorm };           // model.norm_type
+enum class MlpKind { kGelu, kSwiGlu };                  // model.mlp
+enum class PositionKind { kRope, kXpos, kNone };        // model.pos
+
+// The YAML names, in enum order; parse_* return false for an unknown name.
+const std::vector<std::string>& norm_placement_names();
+const std::vector<std::string>& norm_type_names();
+const std::vector<std::string>& mlp_kind_names();
+const std::vector<std::string>& position_kind_names();
+bool parse(const std::string& name, NormPlacement& out);
+bool parse(const std::string& name, NormType& out);
+bool parse(const std::string& name, MlpKind& out);
+bool parse(const std::string& name, PositionKind& out);
+const std::string& name_of(NormPlacement v);
+const std::string& name_of(NormType v);
+const std::string& name_of(MlpKind v);
+const std::string& name_of(PositionKind v);
 
 struct ModelOptions {
   int64_t vocab_size = 0;  // 0: taken from the tokenizer
   int64_t n_layers = 4;
   int64_t d_model = 256;
   int64_t n_heads = 4;
-  int64_t d_ff = 0;        // MLP width; 0: 4 * d_model
+  int64_t n_kv_heads = 0;  // key/value heads (grouped-query attention); 0: n_heads
+  int64_t d_ff = 0;        // MLP width; 0: 4 * d_model (gelu), 8/3 * d_model rounded up to 64 (swiglu)
   double dropout = 0.0;
   bool bias = false;       // biases in linear layers and norms
-  int64_t max_seq_len = 256;  // the rotary tables cover positions [0, max_seq_len)
+  NormPlacement norm = NormPlacement::kPre;
+  NormType norm_type = NormType::kLayerNorm;
+  MlpKind mlp = MlpKind::kGelu;
+  PositionKind pos = PositionKind::kRope;
+  int64_t max_seq_len = 256;  // the position tables cover positions [0, max_seq_len)
   double rope_theta = 10000.0;
+  double xpos_scale_base = 512.0;  // xPos decay: zeta^(distance / xpos_scale_base)
   double init_std = 0.02;
   attention::AttentionOptions attention;
 
   int64_t head_dim() const { return d_model / n_heads; }
-  int64_t ffn_dim() const { return d_ff > 0 ? d_ff : 4 * d_model; }
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int64_t ffn_dim() const {
+    if (d_ff > 0) return d_ff;
+    if (mlp == MlpKind::kSwiGlu) return (8 * d_model / 3 + 63) / 64 * 64;
+    return 4 * d_model;
+  }
 };
+
+// xPos multiplies q by zeta^(n / base) and k by zeta^(-n / base) with n the position from
+// the sequence's centre and zeta >= 0.4 / 1.4; these are the largest |n| / base * ln(1 / zeta)
+// float32 tolerates with room for the dot products (e^60 ~ 1e26).
+double xpos_max_log_scale(int64_t seq_len, double scale_base);
+constexpr double kXposLogScaleLimit = 60.0;
 
 }  // namespace longnet::model

@@ -1,17 +1,37 @@
 #pragma once
-// Rotary position encoding (Su et al., RoFormer, eq. 34), "rotate half" layout.
+// Rotary position encoding (Su et al., RoFormer, eq. 34), "rotate half" layout, and xPos
+// (Sun et al. 2022, "A Length-Extrapolatable Transformer", as torchscale implements it): the
+// rotation times zeta_i^(n / scale_base) on queries and zeta_i^(-n / scale_base) on keys, so
+// that q_m . k_n decays as zeta^((m - n) / scale_base) with the distance. n counts from the
+// sequence's centre (only m - n matters; centring keeps both factors in range).
+#include <torch/arg.h>
 #include <torch/nn/module.h>
 
 namespace longnet::model {
 
+struct RotaryOptions {
+  RotaryOptions(int64_t head_dim, int64_t max_seq_len) : head_dim_(head_dim), max_seq_len_(max_seq_len) {}
+  TORCH_ARG(int64_t, head_dim);
+  TORCH_ARG(int64_t, max_seq_len);
+  TORCH_ARG(double, theta) = 10000.0;
+  TORCH_ARG(bool, xpos) = false;
+  TORCH_ARG(double, xpos_scale_base) = 512.0;
+};
+
 class RotaryImpl : public torch::nn::Module {
  public:
-  RotaryImpl(int64_t head_dim, int64_t max_seq_len, double theta);
-  // x: [..., T, D] with T <= max_seq_len -> same shape, position t rotated by t * freq.
-  torch::Tensor forward(const torch::Tensor& x);
+  explicit RotaryImpl(const RotaryOptions& options);
+  RotaryImpl(int64_t head_dim, int64_t max_seq_len, double theta)
+      : RotaryImpl(RotaryOptions(head_dim, max_seq_len).theta(theta)) {}
+  // x: [..., T, D] with T <= max_seq_len -> same shape, position t rotated by t * freq;
+  // under xPos scaled up (queries) or down (keys).
+  torch::Tensor forward(const torch::Tensor& x, bool keys = false);
+
+  RotaryOptions options;
 
  private:
-  torch::Tensor cos_, sin_;  // [max_seq_len, D]: not parameters, rebuilt from the options
+  torch::Tensor cos64_, sin64_, cos_, sin_;  // [max_seq_len, D]: not parameters, rebuilt from the options
+  torch::Tensor log_zeta_;   // [D] (xPos), float64
 };
 TORCH_MODULE(Rotary);
 

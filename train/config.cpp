@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -44,6 +45,17 @@ class Section {
     } catch (const YAML::Exception&) {
       fail(where, std::string("expected ") + type_name<T>() + ", got '" + v.Scalar() + "'");
     }
+  }
+
+  // One name of a fixed set (model.norm: pre | post | ...), into its enum.
+  template <typename E>
+  void read_choice(const std::string& key, E& field, const std::vector<std::string>& names) {
+    std::string name = model::name_of(field);
+    read(key, name);
+    if (model::parse(name, field)) return;
+    std::string valid;
+    for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+    fail(path_ + "." + key, "expected one of " + valid + ", got '" + name + "'");
   }
 
   // A list of integers, e.g. [2048, 4096].
@@ -149,13 +161,25 @@ void validate(RunConfig& c) {
   v.require(m.d_model >= 2, "model.d_model", m.d_model, "an integer >= 2");
   v.require(m.n_heads >= 1, "model.n_heads", m.n_heads, "an integer >= 1");
   v.require(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads, "a divisor of model.d_model = " + std::to_string(m.d_model));
-  v.require(m.head_dim() % 2 == 0, "model.d_model", m.d_model, "d_model / n_heads even (rotary encoding rotates pairs)");
-  v.require(m.d_ff >= 0, "model.d_ff", m.d_ff, "an integer >= 0 (0: 4 * d_model)");
+  if (m.pos != model::PositionKind::kNone)
+    v.require(m.head_dim() % 2 == 0, "model.d_model", m.d_model, "d_model / n_heads even (model.pos: " + model::name_of(m.pos) + " rotates pairs)");
+  v.require(m.n_kv_heads >= 0, "model.n_kv_heads", m.n_kv_heads, "an integer >= 0 (0: model.n_heads)");
+  v.require(m.n_kv_heads == 0 || m.n_heads % m.n_kv_heads == 0, "model.n_kv_heads", m.n_kv_heads,
+            "a divisor of model.n_heads = " + std::to_string(m.n_heads) + " (each key/value head serves n_heads / n_kv_heads query heads)");
+  v.require(m.d_ff >= 0, "model.d_ff", m.d_ff, "an integer >= 0 (0: 4 * d_model for gelu, 8/3 * d_model rounded up to 64 for swiglu)");
+  v.require(m.xpos_scale_base > 0, "model.xpos_scale_base", m.xpos_scale_base, "a positive number");
   v.require(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "a number in [0, 1)");
   v.require(m.rope_theta > 0, "model.rope_theta", m.rope_theta, "a positive number");
   v.require(m.init_std > 0, "model.init_std", m.init_std, "a positive number");
   if (m.max_seq_len == 0) m.max_seq_len = d.seq_len;
   v.require(m.max_seq_len >= d.seq_len, "model.max_seq_len", m.max_seq_len, "at least data.seq_len = " + std::to_string(d.seq_len));
+  if (m.pos == model::PositionKind::kXpos) {
+    // zeta^(n / base) leaves float32's range for long sequences: refuse rather than train on inf.
+    const double needed = model::xpos_max_log_scale(m.max_seq_len, 1.0) / model::kXposLogScaleLimit;
+    v.require(model::xpos_max_log_scale(m.max_seq_len, m.xpos_scale_base) <= model::kXposLogScaleLimit, "model.xpos_scale_base",
+              m.xpos_scale_base, "at least " + std::to_string(static_cast<int64_t>(std::ceil(needed))) + " for model.max_seq_len " +
+              std::to_string(m.max_seq_len) + " under model.pos: xpos (its scales zeta^(n / base) would overflow float32)");
+  }
 
   const auto& a = m.attention;
   attention::register_builtin_kernels();
@@ -289,11 +313,17 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   model.read("n_layers", m.n_layers);
   model.read("d_model", m.d_model);
   model.read("n_heads", m.n_heads);
+  model.read("n_kv_heads", m.n_kv_heads);
   model.read("d_ff", m.d_ff);
   model.read("dropout", m.dropout);
   model.read("bias", m.bias);
   model.read("max_seq_len", m.max_seq_len);
+  model.read_choice("norm", m.norm, model::norm_placement_names());
+  model.read_choice("norm_type", m.norm_type, model::norm_type_names());
+  model.read_choice("mlp", m.mlp, model::mlp_kind_names());
+  model.read_choice("pos", m.pos, model::position_kind_names());
   model.read("rope_theta", m.rope_theta);
+  model.read("xpos_scale_base", m.xpos_scale_base);
   model.read("init_std", m.init_std);
   model.finish();
 
@@ -366,11 +396,17 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "n_layers" << YAML::Value << m.n_layers
       << YAML::Key << "d_model" << YAML::Value << m.d_model
       << YAML::Key << "n_heads" << YAML::Value << m.n_heads
+      << YAML::Key << "n_kv_heads" << YAML::Value << m.n_kv_heads
       << YAML::Key << "d_ff" << YAML::Value << m.d_ff
       << YAML::Key << "dropout" << YAML::Value << m.dropout
       << YAML::Key << "bias" << YAML::Value << m.bias
       << YAML::Key << "max_seq_len" << YAML::Value << m.max_seq_len
+      << YAML::Key << "norm" << YAML::Value << model::name_of(m.norm)
+      << YAML::Key << "norm_type" << YAML::Value << model::name_of(m.norm_type)
+      << YAML::Key << "mlp" << YAML::Value << model::name_of(m.mlp)
+      << YAML::Key << "pos" << YAML::Value << model::name_of(m.pos)
       << YAML::Key << "rope_theta" << YAML::Value << m.rope_theta
+      << YAML::Key << "xpos_scale_base" << YAML::Value << m.xpos_scale_base
       << YAML::Key << "init_std" << YAML::Value << m.init_std << YAML::EndMap;
   out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap
       << YAML::Key << "kind" << YAML::Value << m.attention.kind

@@ -121,6 +121,41 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
             std::string::npos);
 }
 
+TEST_F(ConfigTest, ModelOptionsAreParsedValidatedAndRoundTrip) {
+  auto c = train::parse_config(base + "model:\n  norm: subln\n  norm_type: rmsnorm\n  mlp: swiglu\n  pos: xpos\n"
+                                      "  n_heads: 4\n  n_kv_heads: 2\n  d_model: 96\n",
+                               "test.yaml");
+  EXPECT_EQ(c.model.norm, model::NormPlacement::kSubLn);
+  EXPECT_EQ(c.model.norm_type, model::NormType::kRmsNorm);
+  EXPECT_EQ(c.model.mlp, model::MlpKind::kSwiGlu);
+  EXPECT_EQ(c.model.pos, model::PositionKind::kXpos);
+  EXPECT_EQ(c.model.kv_heads(), 2);
+  EXPECT_EQ(c.model.ffn_dim(), 256);  // 8/3 * 96 = 256, already a multiple of 64
+  auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
+  EXPECT_EQ(train::to_yaml(again), train::to_yaml(c));
+  EXPECT_EQ(train::parse_config(base, "test.yaml").model.norm, model::NormPlacement::kPre);
+
+  auto e = error_of(base, {"model.norm=sandwich"});
+  EXPECT_NE(e.find("model.norm: expected one of pre, post, subln, deepnorm, got 'sandwich'"), std::string::npos) << e;
+  e = error_of(base, {"model.norm_type=batchnorm"});
+  EXPECT_NE(e.find("model.norm_type: expected one of layernorm, rmsnorm"), std::string::npos) << e;
+  e = error_of(base, {"model.mlp=relu"});
+  EXPECT_NE(e.find("model.mlp: expected one of gelu, swiglu"), std::string::npos) << e;
+  e = error_of(base, {"model.pos=alibi"});
+  EXPECT_NE(e.find("model.pos: expected one of rope, xpos, none"), std::string::npos) << e;
+  e = error_of(base, {"model.n_heads=4", "model.n_kv_heads=3"});
+  EXPECT_NE(e.find("model.n_kv_heads: expected a divisor of model.n_heads = 4"), std::string::npos) << e;
+  e = error_of(base, {"model.n_kv_heads=-1"});
+  EXPECT_NE(e.find("model.n_kv_heads"), std::string::npos) << e;
+  // xPos at 64K positions with the default base would overflow float32.
+  e = error_of(base, {"model.pos=xpos", "data.seq_len=65536"});
+  EXPECT_NE(e.find("model.xpos_scale_base: expected at least"), std::string::npos) << e;
+  EXPECT_EQ(error_of(base, {"model.pos=xpos", "data.seq_len=65536", "model.xpos_scale_base=4096"}), "");
+  // Without rotation an odd head dimension is fine.
+  EXPECT_EQ(error_of(base, {"model.pos=none", "model.d_model=12", "model.n_heads=4"}), "");
+  EXPECT_NE(error_of(base, {"model.d_model=12", "model.n_heads=4"}).find("model.d_model"), std::string::npos);
+}
+
 TEST_F(ConfigTest, MissingDataPathIsReportedBeforeAnythingIsBuilt) {
   const auto e = error_of(base, {"data.path=/nonexistent/corpus"});
   EXPECT_NE(e.find("data.path"), std::string::npos) << e;
