@@ -43,11 +43,15 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   const int64_t H = options.n_heads(), G = options.kv_heads(), D = options.head_dim();
   auto y = qkv(x);  // [B, T, (H + 2G) D]
-  // One copy each into head-major [B, H, T, D] and [2, B, G, T, D]: the kernels work
-  // head-major, and the [B, T, H, D] views passed below are transposes of contiguous tensors.
-  auto q = y.narrow(-1, 0, q_rows_).view({B, T, H, D}).transpose(1, 2).contiguous();
-  auto kv = y.narrow(-1, q_rows_, 2 * kv_rows_).view({B, T, 2, G, D}).permute({2, 0, 3, 1, 4}).contiguous();
-  auto k = kv[0], v = kv[1];
+  // One copy each into head-major [B, H, T, D] and [B, G, T, D]: the kernels work head-major,
+  // and the [B, T, H, D] views passed below are transposes of contiguous tensors. split (not
+  // narrow): its backward writes the three gradients into one [B, T, (H + 2G) D] buffer, and
+  // separate copies let v outlive k without holding k's memory.
+  auto parts = y.split_with_sizes({q_rows_, kv_rows_, kv_rows_}, -1);
+  auto head_major = [&](const torch::Tensor& t, int64_t heads) {
+    return t.view({B, T, heads, D}).transpose(1, 2).contiguous();
+  };
+  auto q = head_major(parts[0], H), k = head_major(parts[1], G), v = head_major(parts[2], G);
   if (rotary) {
     q = rotary(q);
     k = rotary(k, /*keys=*/true);

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "model/chunked_loss.h"
 #include "model/init.h"
 
 namespace longnet::model {
@@ -19,7 +20,10 @@ LanguageModelImpl::LanguageModelImpl(const ModelOptions& options) : options_(opt
 
 torch::Tensor LanguageModelImpl::hidden(const torch::Tensor& tokens) {
   auto x = dropout_(embed(tokens));
-  for (auto& block : *blocks) x = block->as<Block>()->forward(x);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto& block = *blocks[i]->as<Block>();
+    x = runner_ ? runner_(static_cast<int64_t>(i), block, x) : block.forward(x);
+  }
   return norm ? norm(x) : x;
 }
 
@@ -32,10 +36,23 @@ torch::Tensor LanguageModelImpl::loss(const torch::Tensor& tokens, const torch::
 }
 
 torch::Tensor LanguageModelImpl::loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  const int64_t N = targets.numel(), chunk = options_.loss_chunk;
+  if (chunk > 0 && N > chunk) {
+    auto h = hidden(tokens);
+    return chunked_cross_entropy_sum(h.reshape({N, h.size(-1)}), embed->weight, targets.reshape({N}), chunk);
+  }
   auto logits = forward(tokens);
   return torch::nn::functional::cross_entropy(
       logits.view({-1, logits.size(-1)}), targets.reshape({-1}),
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+}
+
+torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  torch::NoGradGuard no_grad;
+  auto h = hidden(tokens);
+  const int64_t N = targets.numel(), chunk = options_.loss_chunk > 0 ? options_.loss_chunk : N;
+  return chunked_token_losses(h.reshape({N, h.size(-1)}), embed->weight, targets.reshape({N}), chunk)
+      .view(targets.sizes());
 }
 
 int64_t LanguageModelImpl::num_parameters() const {

@@ -5,6 +5,8 @@
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
 
+#include <functional>
+
 #include "model/block.h"
 #include "model/norm.h"
 #include "model/options.h"
@@ -18,8 +20,16 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   // tokens, targets: [B, T] int64 -> mean cross-entropy over all targets (nats), a scalar.
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
-  // Summed cross-entropy (nats) and the number of targets, for exact averages over batches.
+  // Summed cross-entropy (nats), for exact averages over batches. Over more than
+  // model.loss_chunk targets the head and the loss run in token chunks (no [B*T, V] tensor).
   torch::Tensor loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets);
+  // tokens, targets: [B, T] -> [B, T] cross-entropy of each target (nats), without autograd.
+  torch::Tensor token_losses(const torch::Tensor& tokens, const torch::Tensor& targets);
+
+  // How block i is run on x; unset: block.forward(x). Passes such as activation checkpointing
+  // (model/recompute.h) install one, so that the blocks themselves stay plain.
+  using BlockRunner = std::function<torch::Tensor(int64_t, BlockImpl&, const torch::Tensor&)>;
+  void set_block_runner(BlockRunner runner) { runner_ = std::move(runner); }
 
   const ModelOptions& options() const { return options_; }
   int64_t num_parameters() const;
@@ -33,6 +43,7 @@ class LanguageModelImpl : public torch::nn::Module {
 
   ModelOptions options_;
   torch::nn::Dropout dropout_{nullptr};
+  BlockRunner runner_;
 };
 TORCH_MODULE(LanguageModel);
 

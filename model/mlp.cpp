@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "model/recompute.h"
+
 namespace longnet::model {
 
 MlpOptions MlpOptions::from(const ModelOptions& m) {
@@ -10,7 +12,8 @@ MlpOptions MlpOptions::from(const ModelOptions& m) {
       .bias(m.bias)
       .subln(m.norm == NormPlacement::kSubLn)
       .norm_type(m.norm_type)
-      .dropout(m.dropout);
+      .dropout(m.dropout)
+      .chunk_tokens(m.mlp_chunk);
 }
 
 MlpImpl::MlpImpl(const MlpOptions& o) : options(o) {
@@ -23,6 +26,16 @@ MlpImpl::MlpImpl(const MlpOptions& o) : options(o) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  const int64_t chunk = options.chunk_tokens(), T = x.size(1);
+  if (chunk <= 0 || T <= chunk) return whole(x);
+  std::vector<torch::Tensor> parts;
+  for (int64_t t = 0; t < T; t += chunk)
+    parts.push_back(recompute_in_backward([this](const torch::Tensor& c) { return whole(c); },
+                                          x.narrow(1, t, std::min(chunk, T - t))));
+  return torch::cat(parts, 1);
+}
+
+torch::Tensor MlpImpl::whole(const torch::Tensor& x) {
   auto h = fc1(x);
   if (options.kind() == MlpKind::kSwiGlu) {
     auto gate_up = h.chunk(2, -1);

@@ -25,6 +25,9 @@ struct MlpOptions {
   TORCH_ARG(bool, subln) = false;
   TORCH_ARG(NormType, norm_type) = NormType::kLayerNorm;
   TORCH_ARG(double, dropout) = 0.0;
+  // > 0: run in chunks of this many tokens, each recomputed in backward, so the [B, T, F]
+  // hidden units never exist whole.
+  TORCH_ARG(int64_t, chunk_tokens) = 0;
 };
 
 class MlpImpl : public torch::nn::Module {
@@ -38,6 +41,7 @@ class MlpImpl : public torch::nn::Module {
   Norm inner_norm{nullptr};  // Sub-LN only
 
  private:
+  torch::Tensor whole(const torch::Tensor& x);
   torch::nn::Dropout dropout_{nullptr};
 };
 TORCH_MODULE(Mlp);

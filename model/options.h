@@ -34,6 +34,17 @@ const std::string& name_of(NormType v);
 const std::string& name_of(MlpKind v);
 const std::string& name_of(PositionKind v);
 
+// Which blocks drop their activations in the forward pass and recompute them in backward
+// (train.activation_checkpointing: none | blocks | {every_k: N}).
+struct CheckpointPolicy {
+  enum class Mode { kNone, kBlocks, kEveryK };
+  Mode mode = Mode::kNone;
+  int64_t every_k = 1;  // kEveryK: blocks 0, k, 2k, ...
+  bool covers(int64_t block) const {
+    return mode == Mode::kBlocks || (mode == Mode::kEveryK && block % every_k == 0);
+  }
+};
+
 struct ModelOptions {
   int64_t vocab_size = 0;  // 0: taken from the tokenizer
   int64_t n_layers = 4;
@@ -51,6 +62,9 @@ struct ModelOptions {
   double rope_theta = 10000.0;
   double xpos_scale_base = 512.0;  // xPos decay: zeta^(distance / xpos_scale_base)
   double init_std = 0.02;
+  // Token chunks, so that nothing of size T x vocab or T x d_ff exists at long T:
+  int64_t loss_chunk = 8192;  // the LM head and cross-entropy, forward and backward (0: whole)
+  int64_t mlp_chunk = 0;      // the MLP, each chunk recomputed in backward (0: whole)
   attention::AttentionOptions attention;
 
   int64_t head_dim() const { return d_model / n_heads; }

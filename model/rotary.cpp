@@ -3,17 +3,49 @@
 #include <torch/torch.h>
 
 namespace longnet::model {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// rot(x) = [-x2, x1] on the halves of the last dim, and its transpose rot^T(u) = [u2, -u1].
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+}
+torch::Tensor rotate_half_t(const torch::Tensor& u) {
+  const int64_t h = u.size(-1) / 2;
+  return torch::cat({u.narrow(-1, h, h), -u.narrow(-1, 0, h)}, -1);
+}
+
+// y = x * cos + rot(x) * sin, linear in x: the backward needs only the tables, so none of the
+// [.., T, D] temporaries of the forward is kept for it (at long T they would be several
+// copies of q and k per layer).
+class RotateFunction : public torch::autograd::Function<RotateFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return {x * cos + rotate_half(x) * sin};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& g = grads[0];
+    return {g * saved[0] + rotate_half_t(g * saved[1]), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+// Tables up to this many entries (T * D) are kept between calls; longer ones are rebuilt per
+// call (a [1M, 32] pair would be 256 MB in every layer, and costs little to recompute).
+constexpr int64_t kCachedTableEntries = int64_t{1} << 20;
 
 RotaryImpl::RotaryImpl(const RotaryOptions& o) : options(o) {
   const int64_t D = o.head_dim();
   TORCH_CHECK(D % 2 == 0, "rotary encoding needs an even head_dim, got ", D);
   auto inv_freq = torch::pow(o.theta(), -torch::arange(0, D, 2, torch::kDouble) / D);
-  auto angles = torch::outer(torch::arange(o.max_seq_len(), torch::kDouble), inv_freq);  // [T, D/2]
-  auto full = torch::cat({angles, angles}, -1);                                         // [T, D]
-  cos64_ = full.cos();  // float64 masters; cos_, sin_ are their casts to the inputs' type
-  sin64_ = full.sin();
-  cos_ = cos64_.to(torch::kFloat);
-  sin_ = sin64_.to(torch::kFloat);
+  inv_freq_ = torch::cat({inv_freq, inv_freq});  // [D]: pair (i, i + D/2) turns at inv_freq[i]
   if (o.xpos()) {
     // torchscale's zeta_i = (2i + 0.4 D) / (1.4 D), one per rotated pair (both halves).
     auto zeta = (torch::arange(0, D, 2, torch::kDouble) + 0.4 * D) / (1.4 * D);
@@ -21,24 +53,36 @@ RotaryImpl::RotaryImpl(const RotaryOptions& o) : options(o) {
   }
 }
 
-torch::Tensor RotaryImpl::forward(const torch::Tensor& x, bool keys) {
-  const int64_t T = x.size(-2), D = x.size(-1);
-  TORCH_CHECK(T <= cos_.size(0), "sequence of ", T, " tokens exceeds model.max_seq_len ", cos_.size(0));
-  if (cos_.scalar_type() != x.scalar_type() || cos_.device() != x.device()) {
-    cos_ = cos64_.to(x.options());
-    sin_ = sin64_.to(x.options());
-  }
-  auto cos = cos_.narrow(0, 0, T), sin = sin_.narrow(0, 0, T);  // [T, D], broadcast over [...]
+std::pair<torch::Tensor, torch::Tensor> RotaryImpl::tables(int64_t T, bool keys, const torch::TensorOptions& to) {
+  auto n = torch::arange(T, torch::kDouble);
+  auto angles = torch::outer(n, inv_freq_);  // [T, D], float64 so that large t * freq stay exact
+  auto cos = angles.cos(), sin = angles.sin();
   if (options.xpos()) {
     // scale[n, i] = zeta_i^((n - T/2) / base), inverted for keys.
-    auto n = torch::arange(T, torch::kDouble) - static_cast<double>(T / 2);
-    auto scale = torch::exp(torch::outer(n / options.xpos_scale_base(), log_zeta_) * (keys ? -1.0 : 1.0));
-    scale = scale.to(x.options());
-    cos = cos * scale;
-    sin = sin * scale;
+    auto scale = torch::exp(torch::outer((n - static_cast<double>(T / 2)) / options.xpos_scale_base(), log_zeta_) *
+                            (keys ? -1.0 : 1.0));
+    cos.mul_(scale);
+    sin.mul_(scale);
   }
-  auto x1 = x.narrow(-1, 0, D / 2), x2 = x.narrow(-1, D / 2, D / 2);
-  return x * cos + torch::cat({-x2, x1}, -1) * sin;
+  return {cos.to(to), sin.to(to)};
+}
+
+torch::Tensor RotaryImpl::forward(const torch::Tensor& x, bool keys) {
+  const int64_t T = x.size(-2), D = x.size(-1);
+  TORCH_CHECK(T <= options.max_seq_len(), "sequence of ", T, " tokens exceeds model.max_seq_len ", options.max_seq_len());
+  torch::Tensor cos, sin;
+  if (T * D > kCachedTableEntries) {
+    std::tie(cos, sin) = tables(T, keys, x.options());
+  } else {
+    auto& c = cache_[keys ? 1 : 0];
+    if (!c.cos.defined() || c.T != T || c.cos.scalar_type() != x.scalar_type() || c.cos.device() != x.device()) {
+      std::tie(c.cos, c.sin) = tables(T, keys, x.options());
+      c.T = T;
+    }
+    cos = c.cos;
+    sin = c.sin;
+  }
+  return RotateFunction::apply(x, cos, sin)[0];
 }
 
 }  // namespace longnet::model

@@ -7,6 +7,8 @@
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 
+#include <utility>
+
 namespace longnet::model {
 
 struct RotaryOptions {
@@ -30,8 +32,16 @@ class RotaryImpl : public torch::nn::Module {
   RotaryOptions options;
 
  private:
-  torch::Tensor cos64_, sin64_, cos_, sin_;  // [max_seq_len, D]: not parameters, rebuilt from the options
+  // cos and sin of positions [0, T) ([T, D], times xPos's scales), in the type of `to`.
+  std::pair<torch::Tensor, torch::Tensor> tables(int64_t T, bool keys, const torch::TensorOptions& to);
+
+  torch::Tensor inv_freq_;   // [D], float64
   torch::Tensor log_zeta_;   // [D] (xPos), float64
+  struct Cached {
+    int64_t T = -1;
+    torch::Tensor cos, sin;
+  };
+  Cached cache_[2];  // queries, keys: not parameters, rebuilt from the options
 };
 TORCH_MODULE(Rotary);
 

@@ -2,7 +2,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "data/errors.h"
 #include "tools/args.h"
@@ -16,13 +18,19 @@
 namespace longnet::tools {
 
 int cmd_eval(int argc, char** argv) {
-  const auto args = parse_args("eval", argc, argv, {"checkpoint"}, {"json"});
+  const auto args = parse_args("eval", argc, argv, {"checkpoint", "bucket"}, {"json", "by-position"});
   if (args.help) {
-    std::puts(R"(usage: longnet eval CONFIG.yaml [--checkpoint DIR] [--json] [--set key.path=value ...]
+    std::puts(R"(usage: longnet eval CONFIG.yaml [--checkpoint DIR] [--json] [--by-position [--bucket N]]
+                    [--set key.path=value ...]
 
 Evaluates a checkpoint (default: <train.out_dir>/checkpoints/latest) on the whole validation
 split, in windows of data.seq_len tokens: loss (nats/token), perplexity, bits per byte of the
-validation text, tokens and tokens/s. --json prints one JSON object on stdout.)");
+validation text, tokens and tokens/s. --json prints one JSON object on stdout.
+
+--by-position  also the loss by position in the window, over buckets 0-N, N-2N, 2N-4N, ... up
+               to data.seq_len: a model that uses its context predicts later tokens better.
+--bucket N     the first bucket's width (default: min(1024, data.seq_len / 8)).
+Evaluate at another context length with --set data.seq_len=T (up to the model's max_seq_len).)");
     return 0;
   }
   if (args.positional.size() != 1) throw ConfigError("longnet eval: expected one CONFIG.yaml argument (see longnet eval --help)");
@@ -45,16 +53,47 @@ validation text, tokens and tokens/s. --json prints one JSON object on stdout.)"
   train::configure_runtime(p.config.train);
   model::LanguageModel model(saved.model);
   train::load_checkpoint(ckpt, model, nullptr);
-  const auto r = train::evaluate_split(model, p.shards->val, p.config.data.seq_len, p.config.data.batch_size, p.shards->val_bytes);
+  std::vector<int64_t> edges;
+  if (args.flags.count("by-position")) {
+    int64_t first = 0;
+    if (args.values.count("bucket")) {
+      const auto& text = args.values.at("bucket");
+      char* end = nullptr;
+      first = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || first < 1)
+        throw ConfigError("longnet eval: --bucket: expected a positive number of tokens, got '" + text + "'");
+    }
+    edges = train::position_edges(p.config.data.seq_len, first);
+  } else if (args.values.count("bucket")) {
+    throw ConfigError("longnet eval: --bucket needs --by-position");
+  }
+  if (p.config.data.seq_len > saved.model.max_seq_len)
+    throw ConfigError("longnet eval: data.seq_len " + std::to_string(p.config.data.seq_len) + " exceeds the model.max_seq_len " +
+                      std::to_string(saved.model.max_seq_len) + " of " + ckpt + " (its position tables end there)");
+  const auto r = train::evaluate_split(model, p.shards->val, p.config.data.seq_len, p.config.data.batch_size,
+                                       p.shards->val_bytes, edges);
   if (args.flags.count("json")) {
     const nlohmann::json j = {{"checkpoint", ckpt}, {"loss", r.loss}, {"ppl", r.ppl}, {"bits_per_byte", r.bits_per_byte},
                               {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},
                               {"seq_len", p.config.data.seq_len}};
-    std::printf("%s\n", j.dump().c_str());
+    nlohmann::json out = j;
+    if (!edges.empty()) {
+      out["by_position"] = nlohmann::json::array();
+      for (const auto& b : r.by_position)
+        out["by_position"].push_back({{"begin", b.begin}, {"end", b.end}, {"loss", b.loss}, {"tokens", b.tokens}});
+    }
+    std::printf("%s\n", out.dump().c_str());
   } else {
     std::printf("checkpoint     %s\nval loss       %.4f nats/token\nperplexity     %.3f\nbits per byte  %.4f\n"
                 "tokens         %lld\ntokens/s       %.0f\n",
                 ckpt.c_str(), r.loss, r.ppl, r.bits_per_byte, static_cast<long long>(r.tokens), r.tokens_per_s);
+    if (!edges.empty()) {
+      std::printf("\n%-17s %10s %12s %10s\n", "positions", "loss", "perplexity", "tokens");
+      for (const auto& b : r.by_position) {
+        const std::string range = std::to_string(b.begin) + "-" + std::to_string(b.end);
+        std::printf("%-17s %10.4f %12.3f %10lld\n", range.c_str(), b.loss, std::exp(b.loss), static_cast<long long>(b.tokens));
+      }
+    }
   }
   return 0;
 }

@@ -58,6 +58,29 @@ class Section {
     fail(path_ + "." + key, "expected one of " + valid + ", got '" + name + "'");
   }
 
+  // train.activation_checkpointing: none | blocks | {every_k: N}.
+  void read_checkpoint_policy(const std::string& key, model::CheckpointPolicy& field) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap()) return;
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return;
+    const std::string where = path_ + "." + key, expected = "none, blocks or {every_k: N}";
+    if (v.IsScalar()) {
+      if (v.Scalar() == "none") field.mode = model::CheckpointPolicy::Mode::kNone;
+      else if (v.Scalar() == "blocks") field.mode = model::CheckpointPolicy::Mode::kBlocks;
+      else fail(where, "expected " + expected + ", got '" + v.Scalar() + "'");
+      return;
+    }
+    if (!v.IsMap() || v.size() != 1 || !v["every_k"]) fail(where, "expected " + expected);
+    try {
+      field.every_k = v["every_k"].as<int64_t>();
+    } catch (const YAML::Exception&) {
+      fail(where + ".every_k", "expected an integer");
+    }
+    if (field.every_k < 1) fail(where + ".every_k", "expected an integer >= 1, got " + std::to_string(field.every_k));
+    field.mode = model::CheckpointPolicy::Mode::kEveryK;
+  }
+
   // A list of integers, e.g. [2048, 4096].
   void read_list(const std::string& key, std::vector<int64_t>& field) {
     const YAML::Node v = sequence(key, "a list of integers such as [2048, 4096]");
@@ -171,6 +194,8 @@ void validate(RunConfig& c) {
   v.require(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "a number in [0, 1)");
   v.require(m.rope_theta > 0, "model.rope_theta", m.rope_theta, "a positive number");
   v.require(m.init_std > 0, "model.init_std", m.init_std, "a positive number");
+  v.require(m.loss_chunk >= 0, "model.loss_chunk", m.loss_chunk, "an integer >= 0 (tokens per chunk of the LM head; 0: whole)");
+  v.require(m.mlp_chunk >= 0, "model.mlp_chunk", m.mlp_chunk, "an integer >= 0 (tokens per chunk of the MLP; 0: whole)");
   if (m.max_seq_len == 0) m.max_seq_len = d.seq_len;
   v.require(m.max_seq_len >= d.seq_len, "model.max_seq_len", m.max_seq_len, "at least data.seq_len = " + std::to_string(d.seq_len));
   if (m.pos == model::PositionKind::kXpos) {
@@ -325,6 +350,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   model.read("rope_theta", m.rope_theta);
   model.read("xpos_scale_base", m.xpos_scale_base);
   model.read("init_std", m.init_std);
+  model.read("loss_chunk", m.loss_chunk);
+  model.read("mlp_chunk", m.mlp_chunk);
   model.finish();
 
   Section att(root["attention"], "attention", source);
@@ -363,6 +390,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   train.read("keep_last", t.keep_last);
   train.read("seed", t.seed);
   train.read("threads", t.threads);
+  train.read_checkpoint_policy("activation_checkpointing", t.activation_checkpointing);
   train.read("out_dir", t.out_dir);
   train.finish();
 
@@ -407,7 +435,9 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "pos" << YAML::Value << model::name_of(m.pos)
       << YAML::Key << "rope_theta" << YAML::Value << m.rope_theta
       << YAML::Key << "xpos_scale_base" << YAML::Value << m.xpos_scale_base
-      << YAML::Key << "init_std" << YAML::Value << m.init_std << YAML::EndMap;
+      << YAML::Key << "init_std" << YAML::Value << m.init_std
+      << YAML::Key << "loss_chunk" << YAML::Value << m.loss_chunk
+      << YAML::Key << "mlp_chunk" << YAML::Value << m.mlp_chunk << YAML::EndMap;
   out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap
       << YAML::Key << "kind" << YAML::Value << m.attention.kind
       << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
@@ -443,8 +473,17 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "ckpt_every" << YAML::Value << t.ckpt_every
       << YAML::Key << "keep_last" << YAML::Value << t.keep_last
       << YAML::Key << "seed" << YAML::Value << t.seed
-      << YAML::Key << "threads" << YAML::Value << t.threads
-      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
+      << YAML::Key << "threads" << YAML::Value << t.threads;
+  out << YAML::Key << "activation_checkpointing" << YAML::Value;
+  switch (t.activation_checkpointing.mode) {
+    case model::CheckpointPolicy::Mode::kNone: out << "none"; break;
+    case model::CheckpointPolicy::Mode::kBlocks: out << "blocks"; break;
+    case model::CheckpointPolicy::Mode::kEveryK:
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "every_k" << YAML::Value << t.activation_checkpointing.every_k
+          << YAML::EndMap;
+      break;
+  }
+  out      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -23,8 +23,16 @@ class EvalMode {
 
 }  // namespace
 
+std::vector<int64_t> position_edges(int64_t seq_len, int64_t first) {
+  if (first <= 0) first = std::max<int64_t>(1, std::min<int64_t>(1024, seq_len / 8));
+  std::vector<int64_t> edges = {0};
+  for (int64_t e = first; e < seq_len; e *= 2) edges.push_back(e);
+  edges.push_back(seq_len);
+  return edges;
+}
+
 EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& shard, int64_t seq_len,
-                          int64_t batch_size, int64_t split_bytes) {
+                          int64_t batch_size, int64_t split_bytes, const std::vector<int64_t>& edges) {
   EvalMode mode(model);
   torch::NoGradGuard no_grad;
   const auto t0 = std::chrono::steady_clock::now();
@@ -32,9 +40,23 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
   double loss_sum = 0;
   int64_t tokens = 0;
   const int64_t full = windows.full_windows();
+  // Per-position sums when buckets are asked for: [seq_len] summed over windows.
+  torch::Tensor position_sum, position_count;
+  if (!edges.empty()) {
+    position_sum = torch::zeros({seq_len}, torch::kDouble);
+    position_count = torch::zeros({seq_len}, torch::kDouble);
+  }
   auto run = [&](int64_t first, int64_t n) {
     auto batch = windows.windows(first, n);
-    loss_sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
+    if (edges.empty()) {
+      loss_sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
+    } else {
+      auto losses = model->token_losses(batch.tokens, batch.targets).to(torch::kDouble);  // [n, T]
+      const int64_t T = losses.size(1);
+      position_sum.narrow(0, 0, T).add_(losses.sum(0));
+      position_count.narrow(0, 0, T).add_(static_cast<double>(losses.size(0)));
+      loss_sum += losses.sum().item<double>();
+    }
     tokens += batch.targets.numel();
   };
   for (int64_t i = 0; i < full; i += batch_size) run(i, std::min(batch_size, full - i));
@@ -46,6 +68,17 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
   r.ppl = std::exp(r.loss);
   r.bits_per_byte = split_bytes > 0 ? loss_sum / std::log(2.0) / static_cast<double>(split_bytes) : 0.0;
   r.tokens_per_s = static_cast<double>(tokens) / r.seconds;
+  for (size_t i = 0; i + 1 < edges.size(); ++i) {
+    PositionBucket b;
+    b.begin = edges[i];
+    b.end = std::min(edges[i + 1], seq_len);
+    if (b.begin >= b.end) continue;
+    const double sum = position_sum.narrow(0, b.begin, b.end - b.begin).sum().item<double>();
+    const double count = position_count.narrow(0, b.begin, b.end - b.begin).sum().item<double>();
+    b.tokens = static_cast<int64_t>(count);
+    b.loss = count > 0 ? sum / count : 0.0;
+    r.by_position.push_back(b);
+  }
   return r;
 }
 

@@ -9,6 +9,7 @@
 
 #include "data/errors.h"
 #include "data/sampler.h"
+#include "model/recompute.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/evaluator.h"
@@ -33,6 +34,7 @@ std::string format_duration(double seconds) {
 std::string model_signature(const RunConfig& c) {
   RunConfig only;
   only.model = c.model;
+  only.model.loss_chunk = only.model.mlp_chunk = 0;  // how the work is cut, not what is computed
   const std::string yaml = to_yaml(only);
   return yaml.substr(yaml.find("model:"));
 }
@@ -56,6 +58,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
   }
 
   model::LanguageModel model(config.model);
+  model::apply_activation_checkpointing(*model, opt.activation_checkpointing);
   auto optimizer = make_optimizer(model, opt);
   TrainState state;
   if (latest) {

@@ -1,5 +1,11 @@
 #include "tests/support/support.h"
 
+#include <c10/core/CPUAllocator.h>
+
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+
 #include <unistd.h>
 
 #include <fstream>
@@ -66,5 +72,66 @@ std::string sample_text(int paragraphs, uint64_t seed) {
   }
   return ss.str();
 }
+
+namespace {
+
+std::atomic<int64_t> g_live{0}, g_peak{0}, g_base{0};
+
+// Sizes by address: LibTorch also uses the raw_allocate / raw_deleter API, which needs the
+// data pointer itself as the context and one fixed deleter.
+std::mutex g_mutex;
+std::unordered_map<void*, int64_t> g_sizes;
+c10::Allocator* g_base_allocator = nullptr;
+
+void counted_free(void* ptr) {
+  int64_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_sizes.find(ptr);
+    if (it != g_sizes.end()) {
+      bytes = it->second;
+      g_sizes.erase(it);
+    }
+  }
+  g_live -= bytes;
+  g_base_allocator->raw_deallocate(ptr);
+}
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t n) const override {
+    void* data = g_base_allocator->raw_allocate(n);
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      g_sizes[data] = static_cast<int64_t>(n);
+    }
+    const int64_t live = g_live += static_cast<int64_t>(n);
+    int64_t peak = g_peak.load();
+    while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {
+    }
+    return {data, data, &counted_free, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &counted_free; }
+};
+
+void install_counting_allocator() {
+  static CountingAllocator* counting = [] {
+    g_base_allocator = c10::GetDefaultCPUAllocator();
+    auto* a = new CountingAllocator();
+    c10::SetCPUAllocator(a, /*priority=*/100);
+    return a;
+  }();
+  (void)counting;
+}
+
+}  // namespace
+
+void TensorMemory::reset_peak() {
+  install_counting_allocator();
+  g_base = g_live.load();
+  g_peak = g_base.load();
+}
+int64_t TensorMemory::peak_bytes() { return g_peak.load() - g_base.load(); }
+int64_t TensorMemory::live_bytes() { return g_live.load(); }
 
 }  // namespace longnet::testing

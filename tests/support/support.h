@@ -33,6 +33,16 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Bytes held by CPU tensors, through a counting allocator installed on first use (LibTorch's
+// default underneath): reset_peak() then peak_bytes() is the high-water mark of what ran in
+// between, independent of what malloc keeps cached.
+class TensorMemory {
+ public:
+  static void reset_peak();
+  static int64_t peak_bytes();   // above what was live at the last reset_peak
+  static int64_t live_bytes();
+};
+
 // Writes text to path (creating parent folders).
 void write_text(const std::filesystem::path& path, const std::string& text);
 

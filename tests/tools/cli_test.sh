@@ -45,8 +45,9 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare bench; do
-  expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" "$cmd" --help
+for cmd in train eval tokenizer prepare bench "bench attention" "bench train"; do
+  # shellcheck disable=SC2086
+  expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" $cmd --help
 done
 expect_ok help "commands:" -- "$longnet" --help
 expect_fail unknown-command "unknown command 'trian'" -- "$longnet" trian
@@ -64,6 +65,17 @@ expect_fail window-too-long "fewer than data.seq_len \+ 1" -- "$longnet" train "
 [ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
 expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
+expect_ok eval-by-position '"by_position":\[\{"begin":0,"end":2,' -- "$longnet" eval "$work/ok.yaml" --json --by-position
+expect_ok eval-by-position-table "positions +loss" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 4
+expect_fail eval-bad-bucket "--bucket: expected a positive number of tokens, got '0'" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 0
+expect_fail eval-too-long "data.seq_len 64 exceeds the model.max_seq_len 16" -- "$longnet" eval "$work/ok.yaml" --set data.seq_len=64
+expect_fail bench-unknown "unknown benchmark 'trian'" -- "$longnet" bench trian
+expect_fail bench-train-lengths "--lengths: expected a comma-separated list of integers, got '1k'" -- "$longnet" bench train "$work/ok.yaml" --lengths 1k
+expect_fail bench-train-config "typo.yaml: train.stpes: unknown key" -- "$longnet" bench train "$work/typo.yaml"
+expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml" --lengths 32 --json --set model.max_seq_len=32 \
+  --set train.activation_checkpointing=blocks
+expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
+  "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
 expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
 expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
 echo "$passed passed, $failures failed"

@@ -1,0 +1,54 @@
+#include "tools/bench_util.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "data/errors.h"
+
+namespace longnet::tools {
+
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw ConfigError("longnet bench: --" + flag + ": expected a comma-separated list of integers, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw ConfigError("longnet bench: --" + flag + ": expected at least one integer");
+  return out;
+}
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) throw Error("longnet bench: cannot find its own executable");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+nlohmann::json run_child(const std::string& command, int& rc) {
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out, last;
+  char buf[4096];
+  while (pipe && std::fgets(buf, sizeof(buf), pipe)) out += buf;
+  rc = pipe ? ::pclose(pipe) : -1;
+  std::stringstream ss(out);
+  for (std::string line; std::getline(ss, line);)
+    if (!line.empty()) last = line;
+  return nlohmann::json::parse(last, nullptr, false);
+}
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+}  // namespace longnet::tools

@@ -1,0 +1,28 @@
+#pragma once
+// What the benchmarks share: list flags, and measuring in a fresh child process of our own
+// binary so that each measurement's peak RSS is its own.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace longnet::tools {
+
+// "2048,4096" -> {2048, 4096}; a ConfigError naming --flag otherwise.
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& text);
+
+// The path of the running longnet binary.
+std::string self_exe();
+
+// Runs a shell command and parses its stdout's last line as JSON (null when it is none);
+// rc gets the exit status.
+nlohmann::json run_child(const std::string& command, int& rc);
+
+// Peak resident set size of this process so far, MB.
+double peak_rss_mb();
+
+int bench_attention(int argc, char** argv);
+int bench_train(int argc, char** argv);
+
+}  // namespace longnet::tools
