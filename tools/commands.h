@@ -7,5 +7,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_tokenizer(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_launch(int argc, char** argv);
 
 }  // namespace longnet::tools

@@ -1,4 +1,4 @@
-// longnet: one binary, one subcommand per job (train, eval, tokenizer, prepare, bench).
+// longnet: one binary, one subcommand per job (train, eval, tokenizer, prepare, bench, launch).
 #include <spdlog/spdlog.h>
 #include <c10/util/Exception.h>
 
@@ -21,6 +21,9 @@ commands:
   tokenizer CONFIG   train the SentencePiece tokenizer of CONFIG
   prepare CONFIG     tokenize the corpus into cached token shards
   bench attention    time and measure the attention kernels
+  bench train        one training step at long context: time, tokens/s, peak RSS
+  launch --nproc N -- COMMAND ...
+                     N local processes with the torchrun environment (RANK, WORLD_SIZE, ...)
 
 Every command answers --help. Any config key can be overridden: --set key.path=value.
 )";
@@ -41,7 +44,8 @@ int main(int argc, char** argv) {
     if (command == "tokenizer") return longnet::tools::cmd_tokenizer(argc - 2, argv + 2);
     if (command == "prepare") return longnet::tools::cmd_prepare(argc - 2, argv + 2);
     if (command == "bench") return longnet::tools::cmd_bench(argc - 2, argv + 2);
-    std::fprintf(stderr, "longnet: unknown command '%s' (valid: train, eval, tokenizer, prepare, bench; see longnet --help)\n", command.c_str());
+    if (command == "launch") return longnet::tools::cmd_launch(argc - 2, argv + 2);
+    std::fprintf(stderr, "longnet: unknown command '%s' (valid: train, eval, tokenizer, prepare, bench, launch; see longnet --help)\n", command.c_str());
     return 2;
   } catch (const longnet::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -45,7 +45,7 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare bench "bench attention" "bench train"; do
+for cmd in train eval tokenizer prepare bench "bench attention" "bench train" launch; do
   # shellcheck disable=SC2086
   expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" $cmd --help
 done
@@ -76,6 +76,16 @@ expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml
   --set train.activation_checkpointing=blocks
 expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
+expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
+# Each rank reports its own error, then launch names the first rank that failed.
+out=$("$longnet" launch --nproc 2 -- train "$work/ok.yaml" 2>&1) && rc=0 || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "WORLD_SIZE is 2" <<<"$out" || ! grep -qE "launch: rank [01] exited with status 1" <<<"$out"; then
+  echo "FAIL launch-train-refused (exit $rc): $out"; failures=$((failures + 1))
+else
+  passed=$((passed + 1))
+fi
+expect_fail torchrun-env-refused "WORLD_SIZE is 2, but training over several processes is not implemented" -- \
+  env RANK=0 WORLD_SIZE=2 "$longnet" train "$work/ok.yaml"
 expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
 expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
 echo "$passed passed, $failures failed"

@@ -1,0 +1,150 @@
+// Ring attention across processes (Gloo over TCP on this machine): every rank's rows of out and
+// lse, and of the gradients of q, k and v, against dense attention over the whole sequence in
+// one process. RingTest spawns the ranks: copies of this test binary running the worker below
+// with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as torchrun would.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "attention/dense.h"
+#include "attention/ring.h"
+#include "tests/support/support.h"
+#include "train/distributed.h"
+
+extern char** environ;
+
+namespace longnet::testing {
+namespace {
+
+// A TCP port nobody listens on right now.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+}
+
+// Starts `world` copies of this binary running `test` as ranks; returns their exit statuses.
+std::vector<int> run_ranks(int world, const std::string& test, const std::vector<std::string>& extra_env = {}) {
+  const std::string exe = self_exe(), port = std::to_string(free_port());
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < world; ++rank) {
+    std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
+                                    "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1",
+                                    "MASTER_PORT=" + port, "OMP_NUM_THREADS=1"};
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    std::vector<std::string> args = {exe, "--gtest_also_run_disabled_tests", "--gtest_filter=" + test,
+                                     "--gtest_brief=1"};
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    EXPECT_EQ(::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()), 0);
+    pids.push_back(pid);
+  }
+  std::vector<int> status;
+  for (pid_t pid : pids) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    status.push_back(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  }
+  return status;
+}
+
+TEST(RingTest, MatchesOneProcessOnTwoAndFourRanks) {
+  for (int world : {2, 4}) {
+    const auto status = run_ranks(world, "RingWorker.DISABLED_MatchesDenseRows");
+    for (int r = 0; r < world; ++r) EXPECT_EQ(status[r], 0) << "rank " << r << " of " << world;
+  }
+}
+
+TEST(RingTest, ADeadRankMakesTheOthersFailWithinTheTimeout) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto status = run_ranks(2, "RingWorker.DISABLED_OneRankDies", {"LONGNET_TEST_TIMEOUT_MS=3000"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(status[1], 3);  // the rank that "died"
+  EXPECT_EQ(status[0], 0);  // its worker asserts that it got an error naming the failure
+  EXPECT_LT(seconds, 30.0);
+}
+
+struct Case {
+  int64_t B, T, H, D;
+  bool causal, zigzag;
+};
+
+// The worker: run by RingTest in every rank.
+TEST(RingWorker, DISABLED_MatchesDenseRows) {
+  const auto env = train::distributed_env();
+  ASSERT_GT(env.world_size, 1) << "run through RingTest";
+  auto group = train::init_process_group(env, std::chrono::seconds(60));
+  const std::vector<Case> cases = {
+      {2, 64, 3, 8, true, true},   {2, 64, 3, 8, false, false}, {1, 37, 2, 4, true, true},  // 37: uneven chunks
+      {1, 45, 2, 8, true, false},  {2, 50, 3, 4, false, true},
+  };
+  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+    const double tol = dtype == torch::kDouble ? 1e-10 : 1e-5;
+    for (const auto& c : cases) {
+      torch::manual_seed(42);  // every rank draws the same whole tensors
+      auto opts = torch::TensorOptions().dtype(dtype);
+      auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+      auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+      auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+      auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts), glse = torch::randn({c.B, c.T, c.H}, opts);
+      auto want = attention::tiled_attention(q, k, v, c.causal, 16, 16);
+      auto want_grads = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
+
+      attention::RingLayout layout(c.T, env.rank, env.world_size, c.zigzag);
+      auto rows = layout.positions(env.rank);
+      auto local = [&](const torch::Tensor& t) { return t.detach().index_select(1, rows); };
+      auto ql = local(q).requires_grad_(), kl = local(k).requires_grad_(), vl = local(v).requires_grad_();
+      auto got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8);
+      SCOPED_TRACE(::testing::Message() << "rank " << env.rank << "/" << env.world_size << " T=" << c.T
+                                        << " causal=" << c.causal << " zigzag=" << c.zigzag);
+      EXPECT_TRUE(AllClose(got.out, local(want.out), tol)) << "out";
+      EXPECT_TRUE(AllClose(got.lse, local(want.lse), tol)) << "lse";
+      auto g = torch::autograd::grad({got.out, got.lse}, {ql, kl, vl}, {local(gout), local(glse)});
+      EXPECT_TRUE(AllClose(g[0], local(want_grads[0]), tol)) << "dq";
+      EXPECT_TRUE(AllClose(g[1], local(want_grads[1]), tol)) << "dk";
+      EXPECT_TRUE(AllClose(g[2], local(want_grads[2]), tol)) << "dv";
+    }
+  }
+}
+
+TEST(RingWorker, DISABLED_OneRankDies) {
+  const auto env = train::distributed_env();
+  ASSERT_EQ(env.world_size, 2);
+  const char* ms = std::getenv("LONGNET_TEST_TIMEOUT_MS");
+  auto group = train::init_process_group(env, std::chrono::milliseconds(ms ? std::atoi(ms) : 3000));
+  if (env.rank == 1) std::_Exit(3);  // dies after the rendezvous, before the first exchange
+  attention::RingLayout layout(32, env.rank, 2, true);
+  auto x = torch::randn({1, layout.local_length(env.rank), 2, 4});
+  try {
+    attention::ring_attention(x, x, x, true, layout, group, 8, 8);
+    ADD_FAILURE() << "ring attention with a dead peer returned";
+  } catch (const std::exception& e) {
+    SUCCEED() << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace longnet::testing

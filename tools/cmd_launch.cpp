@@ -1,0 +1,136 @@
+// longnet launch --nproc N -- SUBCOMMAND ...: N local processes of this binary with the torchrun
+// environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), for CPU runs and tests.
+// If one exits with an error or a signal, the others are stopped and launch fails naming it.
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/errors.h"
+#include "tools/bench_util.h"
+#include "tools/commands.h"
+
+extern char** environ;
+
+namespace longnet::tools {
+namespace {
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw Error("longnet launch: cannot find a free port (pass --port)");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int parse_positive(const std::string& flag, const char* text) {
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (!*text || *end || v < 1 || v > 65535)
+    throw ConfigError("longnet launch: " + flag + ": expected a positive integer, got '" + text + "'");
+  return static_cast<int>(v);
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace
+
+int cmd_launch(int argc, char** argv) {
+  int nproc = 0, port = 0, sep = -1;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") {
+      sep = i;
+      break;
+    }
+    if (a == "--help" || a == "-h") {
+      std::puts(R"(usage: longnet launch --nproc N [--port P] -- SUBCOMMAND [ARGS ...]
+
+Starts N processes of `longnet SUBCOMMAND ARGS` on this machine with RANK, LOCAL_RANK,
+WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT (P, default a free port) set, as torchrun
+does; they meet through a c10d TCPStore and talk over Gloo. If a process exits with an error
+or is killed, the others are stopped and launch exits 1 naming the rank.)");
+      return 0;
+    }
+    if ((a == "--nproc" || a == "--port") && i + 1 < argc) {
+      (a == "--nproc" ? nproc : port) = parse_positive(a, argv[++i]);
+    } else {
+      throw ConfigError("longnet launch: unknown option " + a + " (see longnet launch --help)");
+    }
+  }
+  if (nproc < 1) throw ConfigError("longnet launch: --nproc N is required (see longnet launch --help)");
+  if (sep < 0 || sep + 1 >= argc) throw ConfigError("longnet launch: expected -- SUBCOMMAND [ARGS ...] after the options");
+  if (port == 0) port = free_port();
+
+  const std::string exe = self_exe();
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < nproc; ++rank) {
+    std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
+                                    "WORLD_SIZE=" + std::to_string(nproc), "MASTER_ADDR=127.0.0.1",
+                                    "MASTER_PORT=" + std::to_string(port)};
+    for (char** e = environ; *e; ++e) {
+      const std::string var = *e;
+      const bool ours = var.rfind("RANK=", 0) == 0 || var.rfind("LOCAL_RANK=", 0) == 0 || var.rfind("WORLD_SIZE=", 0) == 0 ||
+                        var.rfind("MASTER_ADDR=", 0) == 0 || var.rfind("MASTER_PORT=", 0) == 0;
+      if (!ours) env.push_back(var);
+    }
+    std::vector<std::string> args = {exe};
+    for (int i = sep + 1; i < argc; ++i) args.emplace_back(argv[i]);
+    std::vector<char*> cargv, cenv;
+    for (auto& s : args) cargv.push_back(s.data());
+    cargv.push_back(nullptr);
+    for (auto& s : env) cenv.push_back(s.data());
+    cenv.push_back(nullptr);
+    pid_t pid = 0;
+    if (::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, cargv.data(), cenv.data()) != 0) {
+      for (pid_t p : pids) ::kill(p, SIGTERM);
+      throw Error("longnet launch: cannot start rank " + std::to_string(rank));
+    }
+    pids.push_back(pid);
+  }
+  int failed_rank = -1, failed_status = 0, running = nproc;
+  while (running > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    --running;
+    int rank = 0;
+    while (rank < nproc && pids[rank] != pid) ++rank;
+    if (rank < nproc) pids[rank] = -1;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && failed_rank < 0) {
+      failed_rank = rank;
+      failed_status = status;
+      // Give the others a moment to report their own view of the failure, then stop them.
+      for (pid_t p : pids)
+        if (p > 0) ::kill(p, SIGTERM);
+    }
+  }
+  if (failed_rank >= 0) {
+    std::fprintf(stderr, "error: longnet launch: rank %d %s; the other ranks were stopped\n", failed_rank,
+                 describe(failed_status).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace longnet::tools

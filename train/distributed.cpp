@@ -1,0 +1,73 @@
+#include "train/distributed.h"
+
+// Debian's LibTorch is built with Gloo; its header is guarded by this macro.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+
+#include "data/errors.h"
+
+namespace longnet::train {
+namespace {
+
+// The integer value of an environment variable, or `fallback` when unset.
+int env_int(const char* name, int fallback, int min) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (*end != '\0' || v < min || v > (1 << 20))
+    throw ConfigError(std::string("environment variable ") + name + ": expected an integer >= " + std::to_string(min) +
+                      ", got '" + text + "'");
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+DistributedEnv distributed_env() {
+  DistributedEnv e;
+  e.world_size = env_int("WORLD_SIZE", 1, 1);
+  e.rank = env_int("RANK", 0, 0);
+  e.local_rank = env_int("LOCAL_RANK", e.rank, 0);
+  e.master_port = env_int("MASTER_PORT", 29500, 1);
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
+  if (e.rank >= e.world_size)
+    throw ConfigError("environment variable RANK: " + std::to_string(e.rank) + " is not below WORLD_SIZE " +
+                      std::to_string(e.world_size));
+  if (e.master_port > 65535) throw ConfigError("environment variable MASTER_PORT: expected a port number below 65536");
+  return e;
+}
+
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(env.master_port);
+  so.isServer = env.rank == 0;
+  so.numWorkers = static_cast<std::size_t>(env.world_size);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
+                std::to_string(env.master_port) + " failed: " + e.what());
+  }
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  // Bind where the peers can reach us: a named interface (GLOO_SOCKET_IFNAME, as PyTorch), the
+  // loopback for a single-machine run, else this host's address.
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost") {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+}
+
+}  // namespace longnet::train
