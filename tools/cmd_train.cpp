@@ -1,10 +1,13 @@
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "data/errors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "train/config.h"
 #include "train/distributed.h"
 #include "train/pipeline.h"
 #include "train/trainer.h"
@@ -19,19 +22,33 @@ int cmd_train(int argc, char** argv) {
 Trains the model described by CONFIG. Missing pieces are made first: the SentencePiece
 tokenizer (tokenizer.path) and the token shards (cached under data.cache_dir by content
 hash). Writes <train.out_dir>/metrics.jsonl and checkpoints under <train.out_dir>/checkpoints.
-Running it again on the same out_dir resumes from checkpoints/latest.)");
+Running it again on the same out_dir resumes from checkpoints/latest.
+
+Under `longnet launch --nproc N` or torchrun (RANK, WORLD_SIZE, ... set) the ranks train data
+parallel: each takes its share of every step's batches, gradients are summed over the ranks,
+and rank 0 writes the same metrics and checkpoints a single process would.)");
     return 0;
   }
   if (args.positional.size() != 1) throw ConfigError("longnet train: expected one CONFIG.yaml argument (see longnet train --help)");
-  // N copies of a single-process run would all write the same out_dir: refuse until the
-  // trainer splits work over ranks.
   const auto env = train::distributed_env();
-  if (env.active())
-    throw ConfigError("longnet train: WORLD_SIZE is " + std::to_string(env.world_size) +
-                      ", but training over several processes is not implemented yet (sequence and data "
-                      "parallelism are an open issue); run it as one process");
-  auto prepared = train::prepare(args.positional[0], args.sets, train::Stage::kShards);
-  const auto summary = train::train_model(prepared.config, *prepared.shards);
+  if (!env.active()) {
+    auto prepared = train::prepare(args.positional[0], args.sets, train::Stage::kShards);
+    const auto summary = train::train_model(prepared.config, *prepared.shards);
+    spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,
+                 summary.last_val_loss, summary.seconds);
+    return 0;
+  }
+  // Under launch / torchrun: data parallel over the ranks. Rank 0 trains the tokenizer and
+  // builds the token shards; the others wait for it and then find them in the cache.
+  const auto config = train::load_config(args.positional[0], args.sets);
+  if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
+  auto group = train::init_process_group(env, std::chrono::seconds(config.distributed.timeout_s));
+  std::optional<train::Prepared> prepared;
+  if (env.rank == 0) prepared.emplace(train::prepare(args.positional[0], args.sets, train::Stage::kShards));
+  group->barrier()->wait();
+  if (env.rank != 0) prepared.emplace(train::prepare(args.positional[0], args.sets, train::Stage::kShards, false));
+  spdlog::info("data parallel over {} ranks", env.world_size);
+  const auto summary = train::train_model(prepared->config, *prepared->shards, group);
   spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,
                summary.last_val_loss, summary.seconds);
   return 0;

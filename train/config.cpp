@@ -260,13 +260,18 @@ void validate(RunConfig& c) {
   v.require(r.keep_last >= 1, "train.keep_last", r.keep_last, "an integer >= 1");
   v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
   v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
+
+  const auto& ds = c.distributed;
+  v.require(ds.sequence_parallel == 1, "distributed.sequence_parallel", ds.sequence_parallel,
+            "1 (sequence parallelism over the ring is not implemented in the trainer yet; ranks are data parallel)");
+  v.require(ds.timeout_s >= 1, "distributed.timeout_s", ds.timeout_s, "an integer >= 1 (seconds)");
 }
 
 YAML::Node load_yaml(const std::string& text, const std::string& source) {
   try {
     YAML::Node root = YAML::Load(text);
     if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
-    if (!root.IsMap()) throw ConfigError(source + ": expected a mapping of sections (data, tokenizer, model, attention, train)");
+    if (!root.IsMap()) throw ConfigError(source + ": expected a mapping of sections (data, tokenizer, model, attention, train, distributed)");
     return root;
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
@@ -307,11 +312,11 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
                        const std::vector<std::string>& overrides) {
   YAML::Node root = load_yaml(yaml_text, source);
   for (const auto& o : overrides) apply_override(root, o);
-  static const std::set<std::string> sections = {"data", "tokenizer", "model", "attention", "train"};
+  static const std::set<std::string> sections = {"data", "tokenizer", "model", "attention", "train", "distributed"};
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     if (!sections.count(key))
-      throw ConfigError(source + ": " + key + ": unknown section (valid: attention, data, model, tokenizer, train)");
+      throw ConfigError(source + ": " + key + ": unknown section (valid: attention, data, distributed, model, tokenizer, train)");
   }
 
   RunConfig c;
@@ -393,6 +398,11 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   train.read_checkpoint_policy("activation_checkpointing", t.activation_checkpointing);
   train.read("out_dir", t.out_dir);
   train.finish();
+
+  Section dist(root["distributed"], "distributed", source);
+  dist.read("sequence_parallel", c.distributed.sequence_parallel);
+  dist.read("timeout_s", c.distributed.timeout_s);
+  dist.finish();
 
   validate(c);
   return c;
@@ -484,6 +494,9 @@ std::string to_yaml(const RunConfig& c) {
       break;
   }
   out      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
+  out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "sequence_parallel" << YAML::Value << c.distributed.sequence_parallel
+      << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

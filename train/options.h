@@ -29,12 +29,19 @@ struct TrainOptions {
   std::string out_dir = "runs/default";
 };
 
+// YAML section `distributed:`; used when the process runs under launch / torchrun.
+struct DistributedOptions {
+  int64_t sequence_parallel = 1;  // ranks per sequence (ring); only 1 (data parallel) so far
+  int64_t timeout_s = 300;        // a collective waiting longer on a peer fails the run
+};
+
 struct RunConfig {
   std::string source;  // the YAML file it came from, for messages
   data::DataOptions data;
   data::TokenizerOptions tokenizer;
   model::ModelOptions model;  // model.attention holds the `attention:` section
   TrainOptions train;
+  DistributedOptions distributed;
 };
 
 }  // namespace longnet::train

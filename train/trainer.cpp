@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "data/errors.h"
 #include "data/sampler.h"
@@ -39,10 +40,32 @@ std::string model_signature(const RunConfig& c) {
   return yaml.substr(yaml.find("model:"));
 }
 
+// Sums every parameter's gradient and the local loss over the group, in one flat buffer (one
+// all-reduce per step rather than one per tensor); returns the summed loss.
+double all_reduce_gradients(c10d::ProcessGroup& group, const std::vector<torch::Tensor>& params, double loss) {
+  std::vector<torch::Tensor> pieces;
+  for (const auto& p : params)
+    pieces.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+  pieces.push_back(torch::full({1}, loss, params.front().options()));
+  std::vector<torch::Tensor> flat = {torch::cat(pieces)};
+  group.allreduce(flat)->wait();
+  int64_t offset = 0;
+  for (const auto& p : params) {
+    auto g = flat[0].narrow(0, offset, p.numel()).view(p.sizes());
+    if (p.grad().defined()) p.mutable_grad().copy_(g);
+    else p.mutable_grad() = g.clone();
+    offset += p.numel();
+  }
+  return flat[0][offset].item<double>();
+}
+
 }  // namespace
 
-TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
+TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
+                         const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
   const auto& opt = config.train;
+  const int64_t rank = group ? group->getRank() : 0, world = group ? group->getSize() : 1;
+  const bool lead = rank == 0;
   configure_runtime(opt);
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   const fs::path out_dir(opt.out_dir);
@@ -69,9 +92,12 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
   data::WindowSampler sampler(shards.train, config.data.seq_len, config.data.batch_size, static_cast<uint64_t>(opt.seed));
   const uint64_t val_seed = static_cast<uint64_t>(opt.seed) ^ 0x5eed5eedULL;
   data::WindowSampler(shards.val, config.data.seq_len, config.data.batch_size, val_seed);
-  fs::create_directories(out_dir);
-  MetricsLog metrics((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
-  const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum;
+  std::optional<MetricsLog> metrics;
+  if (lead) {
+    fs::create_directories(out_dir);
+    metrics.emplace((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
+  }
+  const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum * world;
   spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {} threads",
                model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,
                config.model.attention.kind, at::get_num_threads());
@@ -91,11 +117,12 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
     optimizer->zero_grad();
     double step_loss = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
-      auto batch = sampler.batch(step, micro);
-      auto l = model->loss(batch.tokens, batch.targets) / static_cast<double>(opt.grad_accum);
+      auto batch = sampler.batch(step, micro * world + rank);
+      auto l = model->loss(batch.tokens, batch.targets) / static_cast<double>(opt.grad_accum * world);
       l.backward();
       step_loss += l.item<double>();
     }
+    if (group) step_loss = all_reduce_gradients(*group, params, step_loss);
     double grad_norm;
     if (opt.grad_clip > 0) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params, opt.grad_clip);
@@ -128,7 +155,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
       t_window = now;
       window_steps = 0;
     }
-    if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last) {
+    if (lead && ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last)) {
       const double val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed);
       spdlog::info("step {:>6}/{} | val_loss {:.4f} | val_ppl {:.2f}", state.step, opt.steps, val, std::exp(val));
       if (record.is_null()) record = {{"step", state.step}, {"loss", loss}, {"lr", lr}};
@@ -137,8 +164,11 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards) {
       t_window = std::chrono::steady_clock::now();  // keep evaluation out of the tokens/s figure
       window_steps = 0;
     }
-    if (!record.is_null()) metrics.write(record);
+    if (lead && !record.is_null()) metrics->write(record);
     if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last) {
+      if (group) group->barrier()->wait();  // every rank has finished this step
+    }
+    if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last)) {
       const auto path = save_checkpoint(ckpt_dir, config, model, *optimizer, state, opt.keep_last);
       spdlog::info("saved checkpoint {}", path);
       t_window = std::chrono::steady_clock::now();

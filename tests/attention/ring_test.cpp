@@ -3,11 +3,6 @@
 // one process. RingTest spawns the ranks: copies of this test binary running the worker below
 // with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as torchrun would.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -17,59 +12,8 @@
 #include "tests/support/support.h"
 #include "train/distributed.h"
 
-extern char** environ;
-
 namespace longnet::testing {
 namespace {
-
-// A TCP port nobody listens on right now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-}
-
-// Starts `world` copies of this binary running `test` as ranks; returns their exit statuses.
-std::vector<int> run_ranks(int world, const std::string& test, const std::vector<std::string>& extra_env = {}) {
-  const std::string exe = self_exe(), port = std::to_string(free_port());
-  std::vector<pid_t> pids;
-  for (int rank = 0; rank < world; ++rank) {
-    std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                                    "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1",
-                                    "MASTER_PORT=" + port, "OMP_NUM_THREADS=1"};
-    env.insert(env.end(), extra_env.begin(), extra_env.end());
-    for (char** e = environ; *e; ++e) env.emplace_back(*e);
-    std::vector<std::string> args = {exe, "--gtest_also_run_disabled_tests", "--gtest_filter=" + test,
-                                     "--gtest_brief=1"};
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    pid_t pid = 0;
-    EXPECT_EQ(::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()), 0);
-    pids.push_back(pid);
-  }
-  std::vector<int> status;
-  for (pid_t pid : pids) {
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    status.push_back(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-  }
-  return status;
-}
 
 TEST(RingTest, MatchesOneProcessOnTwoAndFourRanks) {
   for (int world : {2, 4}) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace longnet::testing {
 
@@ -42,6 +43,11 @@ class TensorMemory {
   static int64_t peak_bytes();   // above what was live at the last reset_peak
   static int64_t live_bytes();
 };
+
+// Starts `world` copies of this test binary running the gtest `test` (disabled tests included)
+// as the ranks of one job: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (a free port)
+// and OMP_NUM_THREADS=1 set, plus extra_env; returns their exit statuses (128 + signal if killed).
+std::vector<int> run_ranks(int world, const std::string& test, const std::vector<std::string>& extra_env = {});
 
 // Writes text to path (creating parent folders).
 void write_text(const std::filesystem::path& path, const std::string& text);

@@ -78,14 +78,15 @@ expect_fail checkpointing-bad "train.activation_checkpointing: expected none, bl
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
 expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
 # Each rank reports its own error, then launch names the first rank that failed.
-out=$("$longnet" launch --nproc 2 -- train "$work/ok.yaml" 2>&1) && rc=0 || rc=$?
-if [ $rc -ne 1 ] || ! grep -q "WORLD_SIZE is 2" <<<"$out" || ! grep -qE "launch: rank [01] exited with status 1" <<<"$out"; then
-  echo "FAIL launch-train-refused (exit $rc): $out"; failures=$((failures + 1))
+out=$("$longnet" launch --nproc 2 -- train "$work/nope.yaml" 2>&1) && rc=0 || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "config file not found" <<<"$out" || ! grep -qE "launch: rank [01] exited with status 1" <<<"$out"; then
+  echo "FAIL launch-rank-fails (exit $rc): $out"; failures=$((failures + 1))
 else
   passed=$((passed + 1))
 fi
-expect_fail torchrun-env-refused "WORLD_SIZE is 2, but training over several processes is not implemented" -- \
-  env RANK=0 WORLD_SIZE=2 "$longnet" train "$work/ok.yaml"
+expect_ok launch-train "data parallel over 2 ranks" -- "$longnet" launch --nproc 2 -- train "$work/ok.yaml" \
+  --set train.out_dir="$work/run-dp"
+expect_fail dist-sp-not-yet "distributed.sequence_parallel: expected 1" -- "$longnet" train "$work/ok.yaml" --set distributed.sequence_parallel=2
 expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
 expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
 echo "$passed passed, $failures failed"

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "data/atomic_file.h"
 #include "data/errors.h"
@@ -12,6 +13,7 @@
 #include "train/config.h"
 #include "train/optimizer.h"
 #include "train/pipeline.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace longnet::testing {
@@ -179,6 +181,53 @@ TEST_F(TrainerTest, ScheduleWarmsUpThenDecaysToMinLr) {
   EXPECT_NEAR(train::learning_rate(o, 60), 0.55, 1e-12);
   EXPECT_NEAR(train::learning_rate(o, 110), 0.1, 1e-12);
   EXPECT_NEAR(train::learning_rate(o, 500), 0.1, 1e-12);
+}
+
+
+// Two data-parallel ranks (real processes over Gloo) with grad_accum 1 see the batches of one
+// process with grad_accum 2; their losses, evaluations and checkpoints must be that run's.
+TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
+  const std::vector<std::string> common = {"train.steps=20", "train.lr_decay_steps=20", "train.ckpt_every=10",
+                                           "train.eval_every=10"};
+  auto single = common;
+  single.push_back("train.grad_accum=2");
+  run("single", single);  // also leaves the tokenizer and shards for the ranks
+  std::string sets;
+  for (const auto& s : common) sets += s + ";";
+  sets += "train.out_dir=" + dir.str("dp");
+  const auto status = run_ranks(2, "DistributedWorker.DISABLED_Train",
+                                {"LONGNET_TEST_CONFIG=" + config_path, "LONGNET_TEST_SETS=" + sets});
+  ASSERT_EQ(status, (std::vector<int>{0, 0}));
+  const auto a = metrics("single"), b = metrics("dp");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << a[i]["step"];
+    EXPECT_EQ(a[i].contains("val_loss"), b[i].contains("val_loss"));
+    if (a[i].contains("val_loss")) EXPECT_NEAR(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>(), 1e-5);
+    EXPECT_EQ(a[i]["tokens_seen"], b[i]["tokens_seen"]);
+  }
+  // The same checkpoints, and a single process resumes the data-parallel run.
+  EXPECT_TRUE(fs::exists(dir.path() / "dp" / "checkpoints" / "step_00000020" / "model.pt"));
+  auto resumed = common;
+  resumed[0] = "train.steps=22";
+  resumed[1] = "train.lr_decay_steps=22";
+  resumed.push_back("train.grad_accum=2");
+  EXPECT_EQ(run("dp", resumed).start_step, 20);
+}
+
+// Run by the test above in each rank.
+TEST(DistributedWorker, DISABLED_Train) {
+  const char* config = std::getenv("LONGNET_TEST_CONFIG");
+  const char* sets_text = std::getenv("LONGNET_TEST_SETS");
+  ASSERT_TRUE(config && sets_text) << "run through TrainerTest.DataParallelRanksReproduceOneProcessRun";
+  std::vector<std::string> sets;
+  std::stringstream ss(sets_text);
+  for (std::string s; std::getline(ss, s, ';');)
+    if (!s.empty()) sets.push_back(s);
+  const auto env = train::distributed_env();
+  auto group = train::init_process_group(env, std::chrono::seconds(60));
+  auto p = train::prepare(config, sets, train::Stage::kShards, false);
+  train::train_model(p.config, *p.shards, group);
 }
 
 }  // namespace
