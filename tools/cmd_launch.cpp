@@ -1,10 +1,8 @@
 // longnet launch --nproc N -- SUBCOMMAND ...: N local processes of this binary with the torchrun
 // environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), for CPU runs and tests.
 // If one exits with an error or a signal, the others are stopped and launch fails naming it.
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,26 +16,12 @@
 #include "data/errors.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"
+#include "train/distributed.h"
 
 extern char** environ;
 
 namespace longnet::tools {
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw Error("longnet launch: cannot find a free port (pass --port)");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 int parse_positive(const std::string& flag, const char* text) {
   char* end = nullptr;
@@ -79,7 +63,7 @@ or is killed, the others are stopped and launch exits 1 naming the rank.)");
   }
   if (nproc < 1) throw ConfigError("longnet launch: --nproc N is required (see longnet launch --help)");
   if (sep < 0 || sep + 1 >= argc) throw ConfigError("longnet launch: expected -- SUBCOMMAND [ARGS ...] after the options");
-  if (port == 0) port = free_port();
+  if (port == 0) port = train::free_local_port();
 
   const std::string exe = self_exe();
   std::vector<pid_t> pids;

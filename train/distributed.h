@@ -17,6 +17,9 @@ struct DistributedEnv {
   bool active() const { return world_size > 1; }
 };
 
+// A TCP port on the loopback that nobody listens on right now (for MASTER_PORT of local runs).
+int free_local_port();
+
 // Reads the variables; a malformed or inconsistent one is a ConfigError naming it.
 DistributedEnv distributed_env();
 

@@ -1,9 +1,9 @@
 #include "tests/support/support.h"
 
+#include "train/distributed.h"
+
 #include <c10/core/CPUAllocator.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -142,19 +142,6 @@ int64_t TensorMemory::live_bytes() { return g_live.load(); }
 
 namespace {
 
-// A TCP port nobody listens on right now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 std::string self_exe() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -164,7 +151,7 @@ std::string self_exe() {
 }  // namespace
 
 std::vector<int> run_ranks(int world, const std::string& test, const std::vector<std::string>& extra_env) {
-  const std::string exe = self_exe(), port = std::to_string(free_port());
+  const std::string exe = self_exe(), port = std::to_string(train::free_local_port());
   std::vector<pid_t> pids;
   for (int rank = 0; rank < world; ++rank) {
     std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
