@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -57,12 +59,16 @@ struct RingState : torch::CustomClassHolder {
 
 // Posts the exchange of one step: `out` goes to rank + 1, and a buffer shaped like it but with
 // rank `src`'s local length comes from rank - 1. wait() completes both.
+std::atomic<int64_t> g_wait_ns{0};
+
 struct Exchange {
   c10::intrusive_ptr<c10d::Work> send, recv;
   torch::Tensor received;
   void wait() {
+    const auto t0 = std::chrono::steady_clock::now();
     if (send) send->wait();
     if (recv) recv->wait();
+    g_wait_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
   }
 };
 
@@ -148,10 +154,13 @@ class RingFunction : public torch::autograd::Function<RingFunction> {
         tiled_backward(qs(q), ks(kv[0]), ks(kv[1]), qs(out), qs(lse), qs(dout), dlse.defined() ? qs(dlse) : dlse, spec,
                        dq_rows, dk_rows, dv_rows);
       });
-      // dkv goes on with its chunk; after P hops it is back with its owner, complete.
-      Exchange next_dkv = exchange(*s, dkv, next_src, 2 * step + 1);
-      next_dkv.wait();
-      dkv = next_dkv.received;
+      // dkv goes on with its chunk; after P hops it is back with its owner, complete (a ring of
+      // one rank has nowhere to send it).
+      if (P > 1) {
+        Exchange next_dkv = exchange(*s, dkv, next_src, 2 * step + 1);
+        next_dkv.wait();
+        dkv = next_dkv.received;
+      }
       if (step + 1 < P) {
         next_kv.wait();
         kv = next_kv.received;
@@ -162,6 +171,9 @@ class RingFunction : public torch::autograd::Function<RingFunction> {
 };
 
 }  // namespace
+
+double ring_wait_seconds() { return static_cast<double>(g_wait_ns.load()) * 1e-9; }
+void reset_ring_wait_seconds() { g_wait_ns = 0; }
 
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,

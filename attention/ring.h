@@ -48,4 +48,9 @@ AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, c
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                int64_t q_block = 256, int64_t k_block = 1024);
 
+// Seconds this process has spent waiting for ring transfers to finish (after its compute of
+// the step was done), since the last reset: the communication the compute did not hide.
+double ring_wait_seconds();
+void reset_ring_wait_seconds();
+
 }  // namespace longnet::attention

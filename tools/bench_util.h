@@ -24,5 +24,6 @@ double peak_rss_mb();
 
 int bench_attention(int argc, char** argv);
 int bench_train(int argc, char** argv);
+int bench_ring(int argc, char** argv);
 
 }  // namespace longnet::tools

@@ -15,8 +15,8 @@
 namespace longnet::testing {
 namespace {
 
-TEST(RingTest, MatchesOneProcessOnTwoAndFourRanks) {
-  for (int world : {2, 4}) {
+TEST(RingTest, MatchesOneProcessOnOneTwoAndFourRanks) {
+  for (int world : {1, 2, 4}) {
     const auto status = run_ranks(world, "RingWorker.DISABLED_MatchesDenseRows");
     for (int r = 0; r < world; ++r) EXPECT_EQ(status[r], 0) << "rank " << r << " of " << world;
   }
@@ -39,7 +39,7 @@ struct Case {
 // The worker: run by RingTest in every rank.
 TEST(RingWorker, DISABLED_MatchesDenseRows) {
   const auto env = train::distributed_env();
-  ASSERT_GT(env.world_size, 1) << "run through RingTest";
+  ASSERT_TRUE(std::getenv("RANK")) << "run through RingTest";
   auto group = train::init_process_group(env, std::chrono::seconds(60));
   const std::vector<Case> cases = {
       {2, 64, 3, 8, true, true},   {2, 64, 3, 8, false, false}, {1, 37, 2, 4, true, true},  // 37: uneven chunks

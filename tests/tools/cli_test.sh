@@ -45,7 +45,7 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare bench "bench attention" "bench train" launch; do
+for cmd in train eval tokenizer prepare bench "bench attention" "bench train" "bench ring" launch; do
   # shellcheck disable=SC2086
   expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" $cmd --help
 done
@@ -74,6 +74,7 @@ expect_fail bench-train-lengths "--lengths: expected a comma-separated list of i
 expect_fail bench-train-config "typo.yaml: train.stpes: unknown key" -- "$longnet" bench train "$work/typo.yaml"
 expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml" --lengths 32 --json --set model.max_seq_len=32 \
   --set train.activation_checkpointing=blocks
+expect_ok bench-ring '"wait_s":' -- "$longnet" bench ring --lengths 64 --ranks 2 --heads 2 --head-dim 8 --json
 expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
 expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
