@@ -96,9 +96,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
           auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), qi.options());
           tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], spec, o, l);
           auto out_rows = ov[s][b][h][g], lse_rows = lv[s][b][h][g];
-          auto merged = safe_logaddexp(lse_rows, l);
-          out_rows.mul_(merge_weight(lse_rows, merged).unsqueeze(-1)).addcmul_(o, merge_weight(l, merged).unsqueeze(-1));
-          lse_rows.copy_(merged);
+          merge_into_(out_rows, lse_rows, o, l);
         });
       }
     }

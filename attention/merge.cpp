@@ -21,6 +21,12 @@ torch::Tensor merge_weight(const torch::Tensor& l_i, const torch::Tensor& l) {
   return torch::where(finite, torch::exp(l_i - safe_l), torch::zeros_like(l));
 }
 
+void merge_into_(const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& o, const torch::Tensor& l) {
+  auto merged = safe_logaddexp(lse, l);
+  out.mul_(merge_weight(lse, merged).unsqueeze(-1)).addcmul_(o, merge_weight(l, merged).unsqueeze(-1));
+  lse.copy_(merged);
+}
+
 AttentionOutput merge(const AttentionOutput& a, const AttentionOutput& b) {
   auto l = safe_logaddexp(a.lse, b.lse);
   auto out = merge_weight(a.lse, l).unsqueeze(-1) * a.out + merge_weight(b.lse, l).unsqueeze(-1) * b.out;

@@ -14,5 +14,9 @@ AttentionOutput merge(const AttentionOutput& a, const AttentionOutput& b);
 torch::Tensor safe_logaddexp(const torch::Tensor& l1, const torch::Tensor& l2);
 // exp(l_i - l), the weight of a part with lse l_i in a merge whose total lse is l; 0 where l is -inf.
 torch::Tensor merge_weight(const torch::Tensor& l_i, const torch::Tensor& l);
+// The merge in place, without autograd, for kernels that accumulate parts as they compute them
+// (dilated's pairs, the ring's chunks): out: [..., D], lse: [...] the running result, updated;
+// o, l the new part's, of the same shapes.
+void merge_into_(const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& o, const torch::Tensor& l);
 
 }  // namespace longnet::attention

@@ -119,9 +119,7 @@ class RingFunction : public torch::autograd::Function<RingFunction> {
         tiled_forward(q.narrow(2, qp.offset, qp.length), kv[0].narrow(2, kp.offset, kp.length),
                       kv[1].narrow(2, kp.offset, kp.length), spec, o, l);
         auto out_rows = out.narrow(2, qp.offset, qp.length), lse_rows = lse.narrow(2, qp.offset, qp.length);
-        auto merged = safe_logaddexp(lse_rows, l);
-        out_rows.mul_(merge_weight(lse_rows, merged).unsqueeze(-1)).addcmul_(o, merge_weight(l, merged).unsqueeze(-1));
-        lse_rows.copy_(merged);
+        merge_into_(out_rows, lse_rows, o, l);
       });
       if (step + 1 < P) {
         next.wait();
