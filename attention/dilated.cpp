@@ -15,28 +15,7 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using torch::indexing::Slice;
 
-// One batched piece of work: pair (w, r) on a strided slice of heads, all at one offset.
-struct Unit {
-  int64_t pair, w, r, offset;
-  int64_t h_first, h_end, h_step;  // heads h_first, h_first + h_step, ... < h_end
-};
-
-// lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
-// are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
-std::vector<Unit> plan_units(const AttentionOptions& o, int64_t H) {
-  std::vector<Unit> units;
-  const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t w = o.segment_lengths[i], r = o.dilation_rates[i];
-    if (o.mix == "head_groups") {
-      const auto [first, count] = head_group(H, n, i);
-      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
-    } else {
-      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r});
-    }
-  }
-  return units;
-}
+using Unit = DilatedUnit;
 
 // The positions of `u` in x ([B, H, T, ...] head-major): full segments of min(w, T) and the
 // shorter tail, each as a strided view [B, Ho, n_seg, m, ...]; empty when the offset falls
@@ -86,7 +65,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
     // Units of one pair touch disjoint heads, items of one unit disjoint rows: the merges of
     // the items running in parallel never meet; the pairs follow one another.
-    for (const auto& u : plan_units(options, q.size(1))) {
+    for (const auto& u : dilated_units(options, q.size(1))) {
       auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
       auto ov = unit_views(out, u), lv = unit_views(lse, u);
       for (size_t s = 0; s < qv.size(); ++s) {
@@ -124,7 +103,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
-    for (const auto& u : plan_units(options, q.size(1))) {
+    for (const auto& u : dilated_units(options, q.size(1))) {
       auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
       auto ov = unit_views(out, u), lv = unit_views(lse, u), gov = unit_views(dout, u);
       std::vector<torch::Tensor> glv;
@@ -144,6 +123,23 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
 };
 
 }  // namespace
+
+// lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
+// are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
+std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
+  std::vector<DilatedUnit> units;
+  const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t w = o.segment_lengths[i], r = o.dilation_rates[i];
+    if (o.mix == "head_groups") {
+      const auto [first, count] = head_group(H, n, i);
+      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
+    } else {
+      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r});
+    }
+  }
+  return units;
+}
 
 DilatedAttention::DilatedAttention(const AttentionOptions& options) : options_(options) {
   TORCH_CHECK(options.segment_lengths.size() == options.dilation_rates.size() && !options.segment_lengths.empty(),

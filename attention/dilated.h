@@ -4,8 +4,13 @@
 // position of each segment starting at offset h mod r for head h, attend inside the sparse
 // segment, scatter back. The pairs are mixed by their softmax denominators (eq. 10: the lse
 // merge), or, with mix: head_groups, each contiguous group of heads uses one pair.
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <vector>
+
 #include "attention/kernel.h"
 #include "attention/options.h"
+#include "attention/ring.h"
 
 namespace longnet::attention {
 
@@ -23,6 +28,23 @@ class DilatedAttention : public AttentionKernel {
  private:
   AttentionOptions options_;
 };
+
+// One batched piece of the work: pair (w, r) on a strided slice of heads, all at one offset.
+struct DilatedUnit {
+  int64_t pair, w, r, offset;
+  int64_t h_first, h_end, h_step;  // heads h_first, h_first + h_step, ... < h_end
+};
+std::vector<DilatedUnit> dilated_units(const AttentionOptions& options, int64_t H);
+
+// LongNet's distributed dilated attention (section 3.1) over a contiguous split of the
+// sequence: segments inside a rank's rows stay local; for a segment that spans ranks, each
+// rank sends only the rows its dilation keeps to the ranks of the segment that attend to them
+// (causal: the later ones), so what a rank sends does not grow with T for a fixed w / r; the
+// backward sends each of those rows' dk/dv back to its owner. q, k, v: this rank's rows
+// [B, T_local, H, D] -> the rows of DilatedAttention(options) over the whole sequence.
+AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     bool causal, const AttentionOptions& options, const RingLayout& layout,
+                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group);
 
 // Heads [first, first + count) of group g under mix: head_groups: H split into one contiguous
 // group per pair, the remainder going to the first groups.

@@ -7,6 +7,7 @@
 #include "attention/block_sparse.h"
 #include "attention/dense.h"
 #include "attention/dilated.h"
+#include "attention/ring.h"
 
 namespace longnet::attention {
 namespace {
@@ -15,6 +16,22 @@ std::map<std::string, KernelFactory>& table() {
   static std::map<std::string, KernelFactory> factories;
   return factories;
 }
+
+// `ring` in one process: dense attention computed by the ring code over a ring of one rank (the
+// sequence-parallel trainer runs it across its sequence ranks).
+class RingAttention : public AttentionKernel {
+ public:
+  explicit RingAttention(const AttentionOptions& options) : options_(options) {}
+  AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          bool causal) override {
+    return ring_attention(q, k, v, causal, RingLayout(q.size(1), 0, 1, false), {}, options_.block_size,
+                          options_.key_block);
+  }
+  std::string kind() const override { return "ring"; }
+
+ private:
+  AttentionOptions options_;
+};
 
 std::mutex& table_mutex() {
   static std::mutex m;
@@ -31,6 +48,7 @@ void register_kernel(const std::string& kind, KernelFactory factory) {
 void register_builtin_kernels() {
   register_kernel("dense", [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); });
   register_kernel("dilated", [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); });
+  register_kernel("ring", [](const AttentionOptions& o) { return std::make_shared<RingAttention>(o); });
   register_kernel("block_sparse", [](const AttentionOptions& o) { return std::make_shared<BlockSparseAttention>(o); });
 }
 

@@ -5,15 +5,17 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 
+#include "attention/block_sparse.h"
 #include "attention/blockwise.h"
 #include "attention/merge.h"
 
 namespace longnet::attention {
 
 RingLayout::RingLayout(int64_t T, int rank, int world_size, bool zigzag)
-    : T_(T), rank_(rank), world_size_(world_size), pieces_(static_cast<size_t>(world_size)) {
+    : T_(T), rank_(rank), world_size_(world_size), zigzag_(zigzag), pieces_(static_cast<size_t>(world_size)) {
   TORCH_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "bad ring rank ", rank, " of ", world_size);
   const int64_t n = zigzag ? 2 * world_size : world_size;
   TORCH_CHECK(T >= n, "a sequence of ", T, " tokens cannot be split into ", n, " ring chunks");
@@ -47,146 +49,398 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using Piece = RingLayout::Piece;
 
-struct RingState : torch::CustomClassHolder {
-  RingLayout layout;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-  bool causal;
-  int64_t q_block, k_block;
-  RingState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, bool c, int64_t qb, int64_t kb)
-      : layout(std::move(l)), group(std::move(g)), causal(c), q_block(qb), k_block(kb) {}
+std::atomic<int64_t> g_wait_ns{0};
+std::atomic<int64_t> g_bytes_sent{0};
+
+// What one query piece computes against one range of keys (a piece of its own rank, or a
+// received packet): dense, or a block mask. Head-major tensors: q rows [B, H, lq, D] (scaled),
+// k, v [B, H, lk, D]; positions are those of the first row in the sequence.
+class PairKernel {
+ public:
+  virtual ~PairKernel() = default;
+  virtual bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t k_len) const = 0;
+  virtual void forward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v,
+                       int64_t k_pos, const torch::Tensor& out, const torch::Tensor& lse) const = 0;
+  virtual void backward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v,
+                        int64_t k_pos, const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout,
+                        const torch::Tensor& dlse, torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const = 0;
 };
 
-// Posts the exchange of one step: `out` goes to rank + 1, and a buffer shaped like it but with
-// rank `src`'s local length comes from rank - 1. wait() completes both.
-std::atomic<int64_t> g_wait_ns{0};
+class DensePairs : public PairKernel {
+ public:
+  DensePairs(bool causal, int64_t q_block, int64_t k_block) : causal_(causal), q_block_(q_block), k_block_(k_block) {}
+  bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t) const override {
+    return !causal_ || k_pos <= q_pos + q_len - 1;
+  }
+  void forward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
+               const torch::Tensor& out, const torch::Tensor& lse) const override {
+    torch::Tensor o, l;
+    tiled_forward(q, k, v, spec(q_pos, k_pos), o, l);
+    merge_into_(out, lse, o, l);
+  }
+  void backward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
+                const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout, const torch::Tensor& dlse,
+                torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const override {
+    tiled_backward(q, k, v, out, lse, dout, dlse, spec(q_pos, k_pos), dq, dk, dv);
+  }
 
-struct Exchange {
-  c10::intrusive_ptr<c10d::Work> send, recv;
-  torch::Tensor received;
+ private:
+  TileSpec spec(int64_t q_pos, int64_t k_pos) const {
+    TileSpec s;
+    s.causal = causal_;
+    s.q_pos0 = q_pos;
+    s.k_pos0 = k_pos;
+    s.q_block = q_block_;
+    s.k_block = k_block_;
+    return s;
+  }
+  bool causal_;
+  int64_t q_block_, k_block_;
+};
+
+// block_sparse's mask over the whole sequence, applied per query block: the kept key blocks'
+// rows inside the key range are gathered into at most two sets, each attended by one tiled
+// call and merged by lse: the rows of blocks before the query block (all in every query's past,
+// or, without causal masking, every kept row), and the diagonal block's rows, masked at their
+// true positions (a range may hold only part of a block, so the two cannot share positions).
+class BlockPairs : public PairKernel {
+ public:
+  BlockPairs(torch::Tensor mask, int64_t block, bool causal, int64_t k_block)
+      : mask_(std::move(mask)), acc_(mask_.accessor<bool, 2>()), b_(block), causal_(causal), k_block_(k_block) {}
+
+  bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t k_len) const override {
+    for (int64_t i = q_pos / b_; i * b_ < q_pos + q_len; ++i)
+      for (int64_t j = k_pos / b_; j * b_ < k_pos + k_len; ++j)
+        if (acc_[i][j]) return true;
+    return false;
+  }
+
+  void forward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
+               const torch::Tensor& out, const torch::Tensor& lse) const override {
+    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, [&](int64_t qs, int64_t len, const KeySet& keys) {
+      torch::Tensor o, l;
+      tiled_forward(q.narrow(2, qs, len), keys.take(k), keys.take(v), keys.spec, o, l);
+      merge_into_(out.narrow(2, qs, len), lse.narrow(2, qs, len), o, l);
+    });
+  }
+
+  void backward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
+                const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout, const torch::Tensor& dlse,
+                torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const override {
+    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, [&](int64_t qs, int64_t len, const KeySet& keys) {
+      auto kg = keys.take(k), vg = keys.take(v);
+      auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg), dqb = dq.narrow(2, qs, len);
+      auto rows = [&](const torch::Tensor& t) { return t.narrow(2, qs, len); };
+      tiled_backward(rows(q), kg, vg, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
+                     keys.spec, dqb, dkg, dvg);
+      keys.add_back(dk, dkg);
+      keys.add_back(dv, dvg);
+    });
+  }
+
+ private:
+  // Key rows (relative to the range), ascending, and how the tiled core sees them.
+  struct KeySet {
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // [start, end)
+    torch::Tensor index;                              // when more than one range
+    TileSpec spec;
+    void add(int64_t s, int64_t e) {
+      if (!ranges.empty() && ranges.back().second == s) ranges.back().second = e;
+      else ranges.push_back({s, e});
+    }
+    void finish() {
+      if (ranges.size() < 2) return;
+      std::vector<torch::Tensor> parts;
+      for (const auto& [s, e] : ranges) parts.push_back(torch::arange(s, e, torch::kLong));
+      index = torch::cat(parts);
+    }
+    torch::Tensor take(const torch::Tensor& t) const {
+      if (!index.defined()) return t.narrow(2, ranges[0].first, ranges[0].second - ranges[0].first);
+      return t.index_select(2, index);
+    }
+    void add_back(const torch::Tensor& into, const torch::Tensor& g) const {
+      if (!index.defined()) into.narrow(2, ranges[0].first, ranges[0].second - ranges[0].first).add_(g);
+      else into.index_add_(2, index, g);
+    }
+  };
+
+  // f(first query row, query rows, keys) for each query block met by the q range and each
+  // non-empty key set of it in the k range.
+  template <typename F>
+  void for_each_key_set(int64_t q_len, int64_t q_pos, int64_t k_len, int64_t k_pos, const F& f) const {
+    for (int64_t i = q_pos / b_; i * b_ < q_pos + q_len; ++i) {
+      KeySet past, diagonal;
+      for (int64_t j = k_pos / b_; j * b_ < k_pos + k_len; ++j) {
+        if (!acc_[i][j]) continue;
+        const int64_t s = std::max(j * b_, k_pos) - k_pos, e = std::min((j + 1) * b_, k_pos + k_len) - k_pos;
+        (causal_ && j == i ? diagonal : past).add(s, e);
+      }
+      const int64_t qs = std::max(i * b_, q_pos), qe = std::min((i + 1) * b_, q_pos + q_len);
+      for (KeySet* keys : {&past, &diagonal}) {
+        if (keys->ranges.empty()) continue;
+        keys->finish();
+        keys->spec.q_block = b_;
+        keys->spec.k_block = k_block_;
+        keys->spec.causal = keys == &diagonal;
+        keys->spec.q_pos0 = qs;
+        keys->spec.k_pos0 = k_pos + keys->ranges[0].first;  // the diagonal's rows are one range
+        f(qs - q_pos, qe - qs, *keys);
+      }
+    }
+  }
+
+  torch::Tensor mask_;
+  torch::TensorAccessor<bool, 2> acc_;
+  int64_t b_;
+  bool causal_;
+  int64_t k_block_;
+};
+
+// A transfer unit: rows [offset, offset + length) of `owner`'s local tensors, at positions
+// [position, position + length) of the sequence (inside one piece).
+struct Packet {
+  int owner;
+  int64_t offset, length, position;
+};
+
+struct CrossRankState : torch::CustomClassHolder {
+  RingLayout layout;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  std::shared_ptr<const PairKernel> pairs;
+  int64_t packet_rows;
+  CrossRankState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, std::shared_ptr<const PairKernel> p,
+                 int64_t rows)
+      : layout(std::move(l)), group(std::move(g)), pairs(std::move(p)), packet_rows(rows) {}
+
+  int rank() const { return layout.rank(); }
+  int size() const { return layout.world_size(); }
+
+  bool needs(int who, const Packet& p) const {
+    for (const auto& qp : layout.pieces(who))
+      if (pairs->attends(qp.position, qp.length, p.position, p.length)) return true;
+    return false;
+  }
+  // `owner`'s packets that rank `who` attends to, in order.
+  std::vector<Packet> packets(int owner, int who) const {
+    std::vector<Packet> out;
+    for (const auto& piece : layout.pieces(owner))
+      for (int64_t s = 0; s < piece.length; s += packet_rows) {
+        Packet p{owner, piece.offset + s, std::min(packet_rows, piece.length - s), piece.position + s};
+        if (needs(who, p)) out.push_back(p);
+      }
+    return out;
+  }
+  // Every query piece of this rank against a range of keys.
+  template <typename F>
+  void for_each_query_piece(int64_t k_pos, int64_t k_len, const F& f) const {
+    for (const auto& qp : layout.pieces(rank()))
+      if (pairs->attends(qp.position, qp.length, k_pos, k_len)) f(qp);
+  }
+};
+
+uint32_t tag(int round, int64_t tick, int kind) {
+  return static_cast<uint32_t>((round << 22) | (tick << 2) | kind);
+}
+
+// Posted point-to-point transfers of one tick; wait() completes them.
+struct Transfers {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  void send(const CrossRankState& s, torch::Tensor t, int to, uint32_t tg) {
+    g_bytes_sent += static_cast<int64_t>(t.numel() * t.element_size());
+    std::vector<torch::Tensor> v = {std::move(t)};
+    works.push_back(s.group->send(v, to, static_cast<int>(tg)));
+  }
+  void recv(const CrossRankState& s, torch::Tensor t, int from, uint32_t tg) {
+    std::vector<torch::Tensor> v = {std::move(t)};
+    works.push_back(s.group->recv(v, from, static_cast<int>(tg)));
+  }
   void wait() {
     const auto t0 = std::chrono::steady_clock::now();
-    if (send) send->wait();
-    if (recv) recv->wait();
+    for (auto& w : works) w->wait();
+    works.clear();
     g_wait_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
   }
 };
 
-Exchange exchange(const RingState& s, const torch::Tensor& out, int src, int tag) {
-  const int P = s.layout.world_size(), rank = s.layout.rank();
-  auto sizes = out.sizes().vec();
-  sizes[sizes.size() - 2] = s.layout.local_length(src);  // [.., T_src, D]
-  Exchange e;
-  e.received = torch::empty(sizes, out.options());
-  std::vector<torch::Tensor> to_send = {out}, to_recv = {e.received};
-  e.send = s.group->send(to_send, (rank + 1) % P, tag);
-  e.recv = s.group->recv(to_recv, (rank - 1 + P) % P, tag);
-  return e;
+// [2, B, H, rows, D]: a packet's k and v rows, contiguous, for sending.
+torch::Tensor pack(const torch::Tensor& k, const torch::Tensor& v, const Packet& p) {
+  return torch::stack({k.narrow(2, p.offset, p.length), v.narrow(2, p.offset, p.length)});
 }
-
-// Every (local query piece, key piece of rank src) pair that the mask does not empty.
-template <typename F>
-void for_each_pair(const RingState& s, int src, const F& f) {
-  for (const auto& qp : s.layout.pieces(s.layout.rank()))
-    for (const auto& kp : s.layout.pieces(src)) {
-      if (s.causal && kp.position > qp.position + qp.length - 1) continue;  // all in the future
-      TileSpec spec;
-      spec.causal = s.causal;
-      spec.q_pos0 = qp.position;
-      spec.k_pos0 = kp.position;
-      spec.q_block = s.q_block;
-      spec.k_block = s.k_block;
-      f(qp, kp, spec);
-    }
+torch::Tensor packet_buffer(const torch::Tensor& like, const Packet& p) {
+  return torch::empty({2, like.size(0), like.size(1), p.length, like.size(3)}, like.options());
 }
 
 // Inputs head-major: q (scaled), k, v [B, H, T_local, D] contiguous.
-class RingFunction : public torch::autograd::Function<RingFunction> {
+class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, c10::intrusive_ptr<RingState> s) {
+                               const torch::Tensor& v, c10::intrusive_ptr<CrossRankState> s) {
     torch::NoGradGuard no_grad;
-    const int P = s->layout.world_size(), rank = s->layout.rank();
+    const int P = s->size(), r = s->rank();
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
-    auto kv = torch::stack({k, v});  // [2, B, H, T_src, D]: what travels
-    for (int step = 0; step < P; ++step) {
-      const int src = (rank - step + P) % P;
-      Exchange next;
-      if (step + 1 < P) next = exchange(*s, kv, (src - 1 + P) % P, step);
-      for_each_pair(*s, src, [&](const RingLayout::Piece& qp, const RingLayout::Piece& kp, const TileSpec& spec) {
-        torch::Tensor o, l;
-        tiled_forward(q.narrow(2, qp.offset, qp.length), kv[0].narrow(2, kp.offset, kp.length),
-                      kv[1].narrow(2, kp.offset, kp.length), spec, o, l);
-        auto out_rows = out.narrow(2, qp.offset, qp.length), lse_rows = lse.narrow(2, qp.offset, qp.length);
-        merge_into_(out_rows, lse_rows, o, l);
+    auto compute = [&](int64_t k_pos, const torch::Tensor& kt, const torch::Tensor& vt) {
+      s->for_each_query_piece(k_pos, kt.size(2), [&](const Piece& qp) {
+        s->pairs->forward(q.narrow(2, qp.offset, qp.length), qp.position, kt, vt, k_pos,
+                          out.narrow(2, qp.offset, qp.length), lse.narrow(2, qp.offset, qp.length));
       });
-      if (step + 1 < P) {
-        next.wait();
-        kv = next.received;
+    };
+    // The own rows first, while the first transfers fly; then each received packet while the
+    // next one arrives.
+    std::function<void()> pending = [&] {
+      for (const auto& kp : s->layout.pieces(r))
+        compute(kp.position, k.narrow(2, kp.offset, kp.length), v.narrow(2, kp.offset, kp.length));
+    };
+    for (int round = 1; round < P; ++round) {
+      const int to = (r + round) % P, from = (r - round + P) % P;
+      const auto out_list = s->packets(r, to), in_list = s->packets(from, r);
+      const int64_t ticks = std::max(out_list.size(), in_list.size());
+      for (int64_t t = 0; t < ticks; ++t) {
+        Transfers x;
+        torch::Tensor received;
+        if (t < static_cast<int64_t>(out_list.size())) x.send(*s, pack(k, v, out_list[t]), to, tag(round, t, 0));
+        if (t < static_cast<int64_t>(in_list.size())) {
+          received = packet_buffer(k, in_list[t]);
+          x.recv(*s, received, from, tag(round, t, 0));
+        }
+        if (pending) std::exchange(pending, nullptr)();
+        x.wait();
+        if (received.defined())
+          pending = [&compute, received, p = in_list[t]] { compute(p.position, received[0], received[1]); };
       }
     }
+    if (pending) pending();
     ctx->save_for_backward({q, k, v, out, lse});
     ctx->saved_data["state"] = c10::IValue::make_capsule(s);
     return {out, lse};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    torch::NoGradGuard no_grad;
     auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
-    auto s = c10::static_intrusive_pointer_cast<RingState>(ctx->saved_data["state"].toCapsule());
-    const int P = s->layout.world_size(), rank = s->layout.rank();
-    auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
+    auto s = c10::static_intrusive_pointer_cast<CrossRankState>(ctx->saved_data["state"].toCapsule());
+    const int P = s->size(), r = s->rank();
+    auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
-    auto dq = torch::zeros_like(q);
-    auto kv = torch::stack({k, v});
-    auto dkv = torch::zeros_like(kv);  // travels with kv, collecting every rank's share
-    for (int step = 0; step < P; ++step) {
-      const int src = (rank - step + P) % P, next_src = (src - 1 + P) % P;
-      Exchange next_kv;
-      if (step + 1 < P) next_kv = exchange(*s, kv, next_src, 2 * step);
-      for_each_pair(*s, src, [&](const RingLayout::Piece& qp, const RingLayout::Piece& kp, const TileSpec& spec) {
-        auto qs = [&](const torch::Tensor& t) { return t.narrow(2, qp.offset, qp.length); };
-        auto ks = [&](const torch::Tensor& t) { return t.narrow(2, kp.offset, kp.length); };
-        auto dk_rows = ks(dkv[0]), dv_rows = ks(dkv[1]), dq_rows = qs(dq);
-        tiled_backward(qs(q), ks(kv[0]), ks(kv[1]), qs(out), qs(lse), qs(dout), dlse.defined() ? qs(dlse) : dlse, spec,
-                       dq_rows, dk_rows, dv_rows);
+    auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    // The gradients of every query piece of this rank with respect to a range of keys.
+    auto compute = [&](int64_t k_pos, const torch::Tensor& kt, const torch::Tensor& vt, const torch::Tensor& dkt,
+                       const torch::Tensor& dvt) {
+      s->for_each_query_piece(k_pos, kt.size(2), [&](const Piece& qp) {
+        auto rows = [&](const torch::Tensor& t) { return t.narrow(2, qp.offset, qp.length); };
+        s->pairs->backward(rows(q), qp.position, kt, vt, k_pos, rows(out), rows(lse), rows(dout),
+                           dlse.defined() ? rows(dlse) : dlse, rows(dq), dkt, dvt);
       });
-      // dkv goes on with its chunk; after P hops it is back with its owner, complete (a ring of
-      // one rank has nowhere to send it).
-      if (P > 1) {
-        Exchange next_dkv = exchange(*s, dkv, next_src, 2 * step + 1);
-        next_dkv.wait();
-        dkv = next_dkv.received;
+    };
+    bool own_done = false;
+    auto own = [&] {
+      for (const auto& kp : s->layout.pieces(r)) {
+        auto rows = [&](const torch::Tensor& t) { return t.narrow(2, kp.offset, kp.length); };
+        compute(kp.position, rows(k), rows(v), rows(dk), rows(dv));
       }
-      if (step + 1 < P) {
-        next_kv.wait();
-        kv = next_kv.received;
+      own_done = true;
+    };
+    for (int round = 1; round < P; ++round) {
+      const int to = (r + round) % P, from = (r - round + P) % P;
+      const auto out_list = s->packets(r, to), in_list = s->packets(from, r);
+      const int64_t n_out = static_cast<int64_t>(out_list.size()), n_in = static_cast<int64_t>(in_list.size());
+      const int64_t ticks = std::max(n_out, n_in);
+      torch::Tensor received;  // k/v of in_list[t - 1]
+      Transfers grads_in_flight;
+      torch::Tensor grad_home;  // dk/dv of out_list[t - 2] coming back
+      auto add_home = [&](int64_t t) {
+        grads_in_flight.wait();
+        if (grad_home.defined()) {
+          const auto& p = out_list[t];
+          dk.narrow(2, p.offset, p.length).add_(grad_home[0]);
+          dv.narrow(2, p.offset, p.length).add_(grad_home[1]);
+          grad_home = torch::Tensor();
+        }
+      };
+      // Tick t: k/v of packet t travel while packet t - 1 is differentiated; its dk/dv go back
+      // to the owner while packet t + 1's are computed.
+      for (int64_t t = 0; t <= ticks; ++t) {
+        Transfers kv;
+        torch::Tensor next;
+        if (t < n_out) kv.send(*s, pack(k, v, out_list[t]), to, tag(round, t, 0));
+        if (t < n_in) {
+          next = packet_buffer(k, in_list[t]);
+          kv.recv(*s, next, from, tag(round, t, 0));
+        }
+        torch::Tensor partial;
+        if (!own_done) own();
+        if (received.defined()) {
+          partial = torch::zeros_like(received);
+          compute(in_list[t - 1].position, received[0], received[1], partial[0], partial[1]);
+        }
+        if (t >= 2) add_home(t - 2);
+        if (partial.defined()) grads_in_flight.send(*s, partial, from, tag(round, t - 1, 1));
+        if (t >= 1 && t - 1 < n_out) {
+          grad_home = packet_buffer(k, out_list[t - 1]);
+          grads_in_flight.recv(*s, grad_home, to, tag(round, t - 1, 1));
+        }
+        kv.wait();
+        received = next;
       }
+      if (ticks >= 1) add_home(ticks - 1);
     }
-    return {dq, dkv[0], dkv[1], torch::Tensor()};
+    if (!own_done) own();
+    return {dq, dk, dv, torch::Tensor()};
   }
 };
+
+int64_t default_packet_rows(const RingLayout& layout, int64_t packet_rows) {
+  if (packet_rows > 0) return packet_rows;
+  const int64_t share = layout.local_length(layout.rank());
+  return std::max<int64_t>(128, (share + 15) / 16);
+}
+
+AttentionOutput across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                             std::shared_ptr<const PairKernel> pairs, int64_t packet_rows) {
+  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(),
+              "attention across ranks: q, k, v [B, T, H, D] of one shape");
+  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), "attention across ranks: ", q.size(1),
+              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
+  TORCH_CHECK(layout.world_size() == 1 || (group && group->getSize() == layout.world_size() &&
+                                           group->getRank() == layout.rank()),
+              "attention across ranks: the layout's ranks are not the group's");
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  // Head-major (the model's layer passes transposes of head-major tensors: no copy then).
+  auto qh = (q * scale).transpose(1, 2).contiguous();
+  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  auto state = c10::make_intrusive<CrossRankState>(layout, group, std::move(pairs), default_packet_rows(layout, packet_rows));
+  auto res = CrossRankFunction::apply(qh, kh, vh, state);
+  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+}
 
 }  // namespace
 
 double ring_wait_seconds() { return static_cast<double>(g_wait_ns.load()) * 1e-9; }
-void reset_ring_wait_seconds() { g_wait_ns = 0; }
+void reset_ring_wait_seconds() {
+  g_wait_ns = 0;
+  g_bytes_sent = 0;
+}
+int64_t ring_bytes_sent() { return g_bytes_sent.load(); }
 
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                               int64_t q_block, int64_t k_block) {
-  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(), "ring attention: q, k, v [B, T, H, D] of one shape");
-  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), "ring attention: ", q.size(1),
-              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
-  TORCH_CHECK(group->getSize() == layout.world_size() && group->getRank() == layout.rank(),
-              "ring attention: the layout's ranks are not the group's");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto qh = (q * scale).transpose(1, 2).contiguous();
-  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
-  auto state = c10::make_intrusive<RingState>(layout, group, causal, q_block, std::max(q_block, k_block));
-  auto res = RingFunction::apply(qh, kh, vh, state);
-  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+                               int64_t q_block, int64_t k_block, int64_t packet_rows) {
+  return across_ranks(q, k, v, layout, group,
+                      std::make_shared<DensePairs>(causal, q_block, std::max(q_block, k_block)), packet_rows);
+}
+
+AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                          bool causal, const AttentionOptions& options, const RingLayout& layout,
+                                          const c10::intrusive_ptr<c10d::ProcessGroup>& group, int64_t packet_rows) {
+  auto mask = BlockSparseAttention(options).block_mask(layout.length(), causal);
+  return across_ranks(q, k, v, layout, group,
+                      std::make_shared<BlockPairs>(mask, options.block_size, causal,
+                                                   std::max(options.block_size, options.key_block)),
+                      packet_rows);
 }
 
 }  // namespace longnet::attention

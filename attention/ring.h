@@ -1,10 +1,18 @@
 #pragma once
-// Ring attention (Liu et al. 2023, "Ring Attention with Blockwise Transformers") over a c10d
-// process group: the sequence is split over the P ranks of the group, each rank keeps its
-// queries, and the key/value chunks travel around the ring (send to rank + 1, receive from
-// rank - 1, overlapped with the compute of the chunk in hand), merged by log-sum-exp. The
-// backward runs the ring again, the dk/dv accumulators travelling with their k/v chunk until
-// they are home. Fully masked (query piece, key piece) pairs are skipped.
+// Attention across the ranks of a c10d process group (sequence parallelism), after Ring
+// Attention (Liu et al. 2023): the sequence is split over the P ranks, each rank keeps its
+// query rows, and every other rank's key/value rows come to it in P - 1 rounds; in round s rank
+// p exchanges with ranks p - s (from which it receives) and p + s (to which it sends), point to
+// point, the transfer of one packet overlapped with the compute of the one before, partial
+// results merged by log-sum-exp. The backward runs the rounds again and sends each packet's
+// dk/dv back to its owner, which adds it into its own.
+//
+// Rows travel straight from their owner in packets of a fraction of a rank's share rather than
+// relayed round the ring as whole chunks: a relay must hold a whole received chunk (and, in
+// backward, its travelling dk/dv) while it forwards it, which would cost each rank as much again
+// as its share of q, k and v; a packet costs a sixteenth of it. Each packet goes only to the
+// ranks whose queries attend to some of it, so a causal or block-sparse mask also skips the
+// transfers (and whole rounds) it empties.
 //
 // Causal runs use the zigzag split: the sequence is cut into 2P chunks and rank p holds chunks
 // p and 2P-1-p, so every rank has the same share of the causal triangle. Lengths that do not
@@ -14,6 +22,7 @@
 #include <vector>
 
 #include "attention/kernel.h"
+#include "attention/options.h"
 
 namespace longnet::attention {
 
@@ -32,25 +41,38 @@ class RingLayout {
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
   int64_t length() const { return T_; }
+  bool zigzag() const { return zigzag_; }
   // The rows of a full [B, T, ...] tensor that `rank` holds, in local order: [local_length].
   at::Tensor positions(int rank) const;
 
  private:
   int64_t T_;
   int rank_, world_size_;
+  bool zigzag_;
   std::vector<std::vector<Piece>> pieces_;
 };
 
 // q, k, v: this rank's rows [B, T_local, H, D] -> out [B, T_local, H, D], lse [B, T_local, H],
 // equal to the rows of dense attention over the whole sequence; differentiable in q, k, v.
-// Every rank of `group` calls it with the same layout, shapes and causal flag.
+// Every rank of `group` calls it with the same layout, shapes and causal flag. A layout of one
+// rank needs no group (null). packet_rows: rows per transfer, 0 for a sixteenth of a share.
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                               int64_t q_block = 256, int64_t k_block = 1024);
+                               int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0);
 
-// Seconds this process has spent waiting for ring transfers to finish (after its compute of
-// the step was done), since the last reset: the communication the compute did not hide.
+// block_sparse across ranks: the rows of BlockSparseAttention(options) over the whole sequence
+// (its block mask is over the whole sequence's positions). Packets whose key blocks no query
+// of a rank keeps are neither sent to it nor computed.
+AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                          bool causal, const AttentionOptions& options, const RingLayout& layout,
+                                          const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                          int64_t packet_rows = 0);
+
+// Seconds this process has spent waiting for transfers to finish (after its compute of the
+// round was done), since the last reset: the communication the compute did not hide.
 double ring_wait_seconds();
 void reset_ring_wait_seconds();
+// Bytes of k/v (and dk/dv) this process has sent since the last reset.
+int64_t ring_bytes_sent();
 
 }  // namespace longnet::attention

@@ -1,13 +1,16 @@
-// Ring attention across processes (Gloo over TCP on this machine): every rank's rows of out and
-// lse, and of the gradients of q, k and v, against dense attention over the whole sequence in
-// one process. RingTest spawns the ranks: copies of this test binary running the worker below
-// with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as torchrun would.
+// Attention across processes (Gloo over TCP on this machine): every rank's rows of out and lse,
+// and of the gradients of q, k and v, against the single-process kernel over the whole sequence.
+// RingTest spawns the ranks: copies of this test binary running the workers below with RANK,
+// WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as torchrun would.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 
+#include "attention/block_sparse.h"
 #include "attention/dense.h"
+#include "attention/dilated.h"
 #include "attention/ring.h"
 #include "tests/support/support.h"
 #include "train/distributed.h"
@@ -17,7 +20,14 @@ namespace {
 
 TEST(RingTest, MatchesOneProcessOnOneTwoAndFourRanks) {
   for (int world : {1, 2, 4}) {
-    const auto status = run_ranks(world, "RingWorker.DISABLED_MatchesDenseRows");
+    const auto status = run_ranks(world, "RingWorker.DISABLED_MatchesSingleProcessRows");
+    for (int r = 0; r < world; ++r) EXPECT_EQ(status[r], 0) << "rank " << r << " of " << world;
+  }
+}
+
+TEST(RingTest, MaskedPacketsAreNotSent) {
+  for (int world : {2, 4}) {
+    const auto status = run_ranks(world, "RingWorker.DISABLED_MaskedPacketsAreNotSent");
     for (int r = 0; r < world; ++r) EXPECT_EQ(status[r], 0) << "rank " << r << " of " << world;
   }
 }
@@ -36,8 +46,11 @@ struct Case {
   bool causal, zigzag;
 };
 
-// The worker: run by RingTest in every rank.
-TEST(RingWorker, DISABLED_MatchesDenseRows) {
+// The kernels across ranks against their single-process kernels over the whole sequence:
+// ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
+// by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
+// not). Every rank draws the same whole tensors and compares its rows.
+TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
   const auto env = train::distributed_env();
   ASSERT_TRUE(std::getenv("RANK")) << "run through RingTest";
   auto group = train::init_process_group(env, std::chrono::seconds(60));
@@ -45,33 +58,84 @@ TEST(RingWorker, DISABLED_MatchesDenseRows) {
       {2, 64, 3, 8, true, true},   {2, 64, 3, 8, false, false}, {1, 37, 2, 4, true, true},  // 37: uneven chunks
       {1, 45, 2, 8, true, false},  {2, 50, 3, 4, false, true},
   };
+  attention::AttentionOptions sparse;
+  sparse.kind = "block_sparse";
+  sparse.block_size = 8;
+  sparse.local_blocks = 1;
+  sparse.global_blocks = 1;
+  sparse.stride = 3;
+  attention::AttentionOptions dilated;
+  dilated.kind = "dilated";
+  dilated.block_size = 4;
+  dilated.segment_lengths = {6, 16, 64};
+  dilated.dilation_rates = {1, 2, 4};
   for (auto dtype : {torch::kDouble, torch::kFloat}) {
     const double tol = dtype == torch::kDouble ? 1e-10 : 1e-5;
     for (const auto& c : cases) {
-      torch::manual_seed(42);  // every rank draws the same whole tensors
-      auto opts = torch::TensorOptions().dtype(dtype);
-      auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-      auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-      auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-      auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts), glse = torch::randn({c.B, c.T, c.H}, opts);
-      auto want = attention::tiled_attention(q, k, v, c.causal, 16, 16);
-      auto want_grads = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
+      for (const std::string kind : {"ring", "block_sparse", "dilated"}) {
+        if (kind == "dilated" && c.zigzag) continue;  // LongNet's algorithm splits contiguously
+        torch::manual_seed(42);
+        auto opts = torch::TensorOptions().dtype(dtype);
+        auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts), glse = torch::randn({c.B, c.T, c.H}, opts);
+        attention::AttentionOutput want;
+        if (kind == "ring") want = attention::tiled_attention(q, k, v, c.causal, 16, 16);
+        if (kind == "block_sparse") want = attention::BlockSparseAttention(sparse).forward(q, k, v, c.causal);
+        if (kind == "dilated") want = attention::DilatedAttention(dilated).forward(q, k, v, c.causal);
+        auto want_grads = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
 
-      attention::RingLayout layout(c.T, env.rank, env.world_size, c.zigzag);
-      auto rows = layout.positions(env.rank);
-      auto local = [&](const torch::Tensor& t) { return t.detach().index_select(1, rows); };
-      auto ql = local(q).requires_grad_(), kl = local(k).requires_grad_(), vl = local(v).requires_grad_();
-      auto got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8);
-      SCOPED_TRACE(::testing::Message() << "rank " << env.rank << "/" << env.world_size << " T=" << c.T
-                                        << " causal=" << c.causal << " zigzag=" << c.zigzag);
-      EXPECT_TRUE(AllClose(got.out, local(want.out), tol)) << "out";
-      EXPECT_TRUE(AllClose(got.lse, local(want.lse), tol)) << "lse";
-      auto g = torch::autograd::grad({got.out, got.lse}, {ql, kl, vl}, {local(gout), local(glse)});
-      EXPECT_TRUE(AllClose(g[0], local(want_grads[0]), tol)) << "dq";
-      EXPECT_TRUE(AllClose(g[1], local(want_grads[1]), tol)) << "dk";
-      EXPECT_TRUE(AllClose(g[2], local(want_grads[2]), tol)) << "dv";
+        attention::RingLayout layout(c.T, env.rank, env.world_size, c.zigzag);
+        auto rows = layout.positions(env.rank);
+        auto local = [&](const torch::Tensor& t) { return t.detach().index_select(1, rows); };
+        auto ql = local(q).requires_grad_(), kl = local(k).requires_grad_(), vl = local(v).requires_grad_();
+        attention::AttentionOutput got;
+        if (kind == "ring") got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8, 5);
+        if (kind == "block_sparse")
+          got = attention::block_sparse_across_ranks(ql, kl, vl, c.causal, sparse, layout, group, 5);
+        if (kind == "dilated") got = attention::dilated_across_ranks(ql, kl, vl, c.causal, dilated, layout, group);
+        SCOPED_TRACE(::testing::Message() << kind << " rank " << env.rank << "/" << env.world_size << " T=" << c.T
+                                          << " causal=" << c.causal << " zigzag=" << c.zigzag);
+        EXPECT_TRUE(AllClose(got.out, local(want.out), tol)) << "out";
+        EXPECT_TRUE(AllClose(got.lse, local(want.lse), tol)) << "lse";
+        auto g = torch::autograd::grad({got.out, got.lse}, {ql, kl, vl}, {local(gout), local(glse)});
+        EXPECT_TRUE(AllClose(g[0], local(want_grads[0]), tol)) << "dq";
+        EXPECT_TRUE(AllClose(g[1], local(want_grads[1]), tol)) << "dk";
+        EXPECT_TRUE(AllClose(g[2], local(want_grads[2]), tol)) << "dv";
+      }
     }
   }
+}
+
+// What travels: a causal block mask that keeps only the diagonal and the block before it sends
+// a small part of what dense attention sends (packets no query of the receiver keeps are
+// skipped), and a causal ring sends no packet to a rank whose queries all precede it.
+TEST(RingWorker, DISABLED_MaskedPacketsAreNotSent) {
+  const auto env = train::distributed_env();
+  auto group = train::init_process_group(env, std::chrono::seconds(60));
+  const int64_t T = 256;
+  attention::RingLayout layout(T, env.rank, env.world_size, true);
+  auto x = torch::randn({1, layout.local_length(env.rank), 2, 4});
+  attention::AttentionOptions sparse;
+  sparse.kind = "block_sparse";
+  sparse.block_size = 8;
+  sparse.local_blocks = 1;
+  auto sent = [&](const std::function<attention::AttentionOutput()>& f) {
+    attention::reset_ring_wait_seconds();
+    f();
+    std::vector<torch::Tensor> total = {torch::tensor({static_cast<double>(attention::ring_bytes_sent())})};
+    group->allreduce(total)->wait();
+    return total[0].item<double>();
+  };
+  const double dense = sent([&] { return attention::ring_attention(x, x, x, true, layout, group, 8, 8, 4); });
+  const double masked =
+      sent([&] { return attention::block_sparse_across_ranks(x, x, x, true, sparse, layout, group, 4); });
+  // Dense causal zigzag: each rank sends its packets to every rank with a later query, about
+  // (P - 1) of its P shares; the local window only the packets at piece boundaries.
+  const double row_bytes = 2.0 * 2 * 4 * 4;  // k and v, 2 heads, D = 4, float32
+  EXPECT_GT(dense, 0.5 * (env.world_size - 1) * T * row_bytes);
+  EXPECT_LT(masked, 0.2 * dense) << "dense " << dense << " bytes, local window " << masked;
 }
 
 TEST(RingWorker, DISABLED_OneRankDies) {

@@ -1,0 +1,309 @@
+// LongNet's dilated attention across the ranks of a process group (see dilated.h).
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "attention/blockwise.h"
+#include "attention/dilated.h"
+#include "attention/merge.h"
+
+namespace longnet::attention {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using torch::indexing::Slice;
+
+// The rows of one rank that a unit keeps in one segment: local rows first, first + r, ...
+struct Kept {
+  int64_t first = 0, count = 0;
+};
+
+// One segment of one unit as this rank sees it.
+struct Segment {
+  size_t unit;
+  int64_t start, end;          // positions [start, end) in the sequence
+  std::vector<int> key_ranks;  // ranks whose kept rows are this segment's keys for my queries, ascending
+  std::vector<Kept> kept;      // per rank of the group
+};
+
+struct Plan {
+  std::vector<DilatedUnit> units;
+  std::vector<Segment> segments;  // those meeting my rows, in (unit, start) order
+  // Per peer: the (segment, rows) blocks of the exchange in the order they are packed, and
+  // their total element count; `to` are my rows a peer attends to, `from` the peer's rows I do.
+  std::map<int, std::vector<size_t>> to, from;
+  std::map<int, int64_t> to_numel, from_numel;
+};
+
+struct DilatedAcrossState : torch::CustomClassHolder {
+  RingLayout layout;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  AttentionOptions options;
+  bool causal;
+  DilatedAcrossState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, AttentionOptions o, bool c)
+      : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c) {}
+};
+
+int64_t heads_of(const DilatedUnit& u) { return (u.h_end - u.h_first + u.h_step - 1) / u.h_step; }
+
+Plan make_plan(const DilatedAcrossState& s, const torch::Tensor& q) {
+  Plan plan;
+  const int P = s.layout.world_size(), me = s.layout.rank();
+  const int64_t T = s.layout.length(), B = q.size(0), D = q.size(3);
+  std::vector<std::pair<int64_t, int64_t>> range(static_cast<size_t>(P));  // each rank's positions
+  for (int x = 0; x < P; ++x) {
+    const auto& piece = s.layout.pieces(x).at(0);
+    range[x] = {piece.position, piece.position + piece.length};
+  }
+  plan.units = dilated_units(s.options, q.size(1));
+  for (size_t ui = 0; ui < plan.units.size(); ++ui) {
+    const auto& u = plan.units[ui];
+    const int64_t w = std::min(u.w, T);
+    for (int64_t start = (range[me].first / w) * w; start < range[me].second; start += w) {
+      Segment g{ui, start, std::min(start + w, T), {}, std::vector<Kept>(static_cast<size_t>(P))};
+      if (u.offset >= g.end - g.start) continue;
+      for (int x = 0; x < P; ++x) {
+        const int64_t lo = std::max(g.start, range[x].first), hi = std::min(g.end, range[x].second);
+        if (lo >= hi) continue;
+        const int64_t base = g.start + u.offset;  // kept positions: base + j r
+        const int64_t first = lo <= base ? base : base + ((lo - base + u.r - 1) / u.r) * u.r;
+        if (first >= hi) continue;
+        g.kept[x] = {first - range[x].first, (hi - 1 - first) / u.r + 1};
+      }
+      const bool mine = g.kept[me].count > 0;
+      for (int x = 0; x < P; ++x) {
+        if (g.kept[x].count == 0) continue;
+        if (mine && (!s.causal || x <= me)) g.key_ranks.push_back(x);
+      }
+      const size_t gi = plan.segments.size();
+      const int64_t per_row = B * heads_of(u) * D * 2;  // k and v
+      for (int x = 0; x < P && mine; ++x) {
+        if (x == me || g.kept[x].count == 0) continue;
+        if (!s.causal || x > me) {  // x attends to my rows
+          plan.to[x].push_back(gi);
+          plan.to_numel[x] += per_row * g.kept[me].count;
+        }
+        if (!s.causal || x < me) {  // I attend to x's rows
+          plan.from[x].push_back(gi);
+          plan.from_numel[x] += per_row * g.kept[x].count;
+        }
+      }
+      if (mine) plan.segments.push_back(std::move(g));
+    }
+  }
+  return plan;
+}
+
+// A unit's kept rows of one rank in a head-major [B, H, T_local, ...] tensor (a strided view).
+torch::Tensor kept_view(const torch::Tensor& t, const DilatedUnit& u, const Kept& k) {
+  return t.index({Slice(), Slice(u.h_first, u.h_end, u.h_step),
+                  Slice(k.first, k.first + (k.count - 1) * u.r + 1, u.r)});
+}
+
+// Views [B, Ho, m, D] of k and v (or dk and dv) for each block of one peer's flat buffer.
+struct BlockViews {
+  std::map<size_t, std::pair<torch::Tensor, torch::Tensor>> of;  // segment -> (k, v)
+};
+
+BlockViews block_views(const Plan& plan, const std::vector<size_t>& blocks, int rank_of_rows, const torch::Tensor& flat,
+                       int64_t B, int64_t D) {
+  BlockViews views;
+  int64_t at = 0;
+  for (size_t gi : blocks) {
+    const auto& g = plan.segments[gi];
+    const auto& u = plan.units[g.unit];
+    const int64_t n = B * heads_of(u) * g.kept[rank_of_rows].count * D;
+    auto shape = std::vector<int64_t>{B, heads_of(u), g.kept[rank_of_rows].count, D};
+    views.of[gi] = {flat.narrow(0, at, n).view(shape), flat.narrow(0, at + n, n).view(shape)};
+    at += 2 * n;
+  }
+  return views;
+}
+
+// Sends my kept k/v rows to the peers that attend to them and receives theirs: returns, per
+// peer, the received flat buffer.
+std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Plan& plan, const torch::Tensor& k,
+                                           const torch::Tensor& v, int tag) {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<torch::Tensor> keep_alive;
+  const int me = s.layout.rank();
+  for (const auto& [x, blocks] : plan.to) {
+    std::vector<torch::Tensor> parts;
+    for (size_t gi : blocks) {
+      const auto& g = plan.segments[gi];
+      const auto& u = plan.units[g.unit];
+      parts.push_back(kept_view(k, u, g.kept[me]).reshape({-1}));
+      parts.push_back(kept_view(v, u, g.kept[me]).reshape({-1}));
+    }
+    std::vector<torch::Tensor> buf = {torch::cat(parts)};
+    keep_alive.push_back(buf[0]);
+    works.push_back(s.group->send(buf, x, tag));
+  }
+  std::map<int, torch::Tensor> received;
+  for (const auto& [x, n] : plan.from_numel) {
+    std::vector<torch::Tensor> buf = {torch::empty({n}, k.options())};
+    received[x] = buf[0];
+    works.push_back(s.group->recv(buf, x, tag));
+  }
+  for (auto& w : works) w->wait();
+  return received;
+}
+
+TileSpec segment_spec(const DilatedAcrossState& s, const Segment& g, const DilatedUnit& u, int me) {
+  TileSpec spec;
+  spec.causal = s.causal;
+  spec.q_block = s.options.block_size;
+  spec.k_block = std::max(s.options.block_size, s.options.key_block);
+  // Tile positions are indices in the segment's kept sequence; the keys start at the first
+  // key rank's first kept row.
+  auto index = [&](int x) {
+    const auto& piece = s.layout.pieces(x).at(0);
+    return (piece.position + g.kept[x].first - g.start - u.offset) / u.r;
+  };
+  spec.q_pos0 = index(me);
+  spec.k_pos0 = index(g.key_ranks.front());
+  return spec;
+}
+
+class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, c10::intrusive_ptr<DilatedAcrossState> s) {
+    torch::NoGradGuard no_grad;
+    const int me = s->layout.rank();
+    const int64_t B = q.size(0), D = q.size(3);
+    auto out = torch::zeros_like(q);
+    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
+    const Plan plan = make_plan(*s, q);
+    auto received = exchange_rows(*s, plan, k, v, 0);
+    std::map<int, BlockViews> from;
+    for (const auto& [x, blocks] : plan.from) from[x] = block_views(plan, blocks, x, received.at(x), B, D);
+    for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
+      const auto& g = plan.segments[gi];
+      const auto& u = plan.units[g.unit];
+      std::vector<torch::Tensor> ks, vs;
+      for (int x : g.key_ranks) {
+        if (x == me) {
+          ks.push_back(kept_view(k, u, g.kept[me]));
+          vs.push_back(kept_view(v, u, g.kept[me]));
+        } else {
+          const auto& kv = from.at(x).of.at(gi);
+          ks.push_back(kv.first);
+          vs.push_back(kv.second);
+        }
+      }
+      auto kg = ks.size() == 1 ? ks[0] : torch::cat(ks, 2), vg = vs.size() == 1 ? vs[0] : torch::cat(vs, 2);
+      torch::Tensor o, l;
+      tiled_forward(kept_view(q, u, g.kept[me]), kg, vg, segment_spec(*s, g, u, me), o, l);
+      merge_into_(kept_view(out, u, g.kept[me]), kept_view(lse, u, g.kept[me]), o, l);
+    }
+    ctx->save_for_backward({q, k, v, out, lse});
+    ctx->saved_data["state"] = c10::IValue::make_capsule(s);
+    return {out, lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    torch::NoGradGuard no_grad;
+    auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
+    auto s = c10::static_intrusive_pointer_cast<DilatedAcrossState>(ctx->saved_data["state"].toCapsule());
+    const int me = s->layout.rank();
+    const int64_t B = q.size(0), D = q.size(3);
+    auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
+    const auto& dlse = grads[1];
+    auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    const Plan plan = make_plan(*s, q);
+    auto received = exchange_rows(*s, plan, k, v, 1);
+    std::map<int, BlockViews> from, grads_to_owner;
+    std::map<int, torch::Tensor> grad_flat;  // dk/dv of each peer's rows I attended to
+    for (const auto& [x, blocks] : plan.from) {
+      from[x] = block_views(plan, blocks, x, received.at(x), B, D);
+      grad_flat[x] = torch::zeros_like(received.at(x));
+      grads_to_owner[x] = block_views(plan, blocks, x, grad_flat[x], B, D);
+    }
+    for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
+      const auto& g = plan.segments[gi];
+      const auto& u = plan.units[g.unit];
+      std::vector<torch::Tensor> ks, vs, dks, dvs;
+      for (int x : g.key_ranks) {
+        if (x == me) {
+          ks.push_back(kept_view(k, u, g.kept[me]));
+          vs.push_back(kept_view(v, u, g.kept[me]));
+          dks.push_back(kept_view(dk, u, g.kept[me]));
+          dvs.push_back(kept_view(dv, u, g.kept[me]));
+        } else {
+          ks.push_back(from.at(x).of.at(gi).first);
+          vs.push_back(from.at(x).of.at(gi).second);
+          dks.push_back(grads_to_owner.at(x).of.at(gi).first);
+          dvs.push_back(grads_to_owner.at(x).of.at(gi).second);
+        }
+      }
+      const bool one = ks.size() == 1;
+      auto kg = one ? ks[0] : torch::cat(ks, 2), vg = one ? vs[0] : torch::cat(vs, 2);
+      auto dkg = one ? dks[0] : torch::zeros_like(kg), dvg = one ? dvs[0] : torch::zeros_like(vg);
+      auto rows = [&](const torch::Tensor& t) { return kept_view(t, u, g.kept[me]); };
+      auto dqg = rows(dq);
+      tiled_backward(rows(q), kg, vg, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
+                     segment_spec(*s, g, u, me), dqg, dkg, dvg);
+      if (!one) {
+        int64_t at = 0;
+        for (size_t i = 0; i < dks.size(); ++i) {
+          const int64_t m = dks[i].size(2);
+          dks[i].add_(dkg.narrow(2, at, m));
+          dvs[i].add_(dvg.narrow(2, at, m));
+          at += m;
+        }
+      }
+    }
+    // dk/dv of the rows other ranks attended to come home; mine go to their owners.
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (auto& [x, flat] : grad_flat) {
+      std::vector<torch::Tensor> buf = {flat};
+      works.push_back(s->group->send(buf, x, 2));
+    }
+    std::map<int, torch::Tensor> home;
+    for (const auto& [x, n] : plan.to_numel) {
+      std::vector<torch::Tensor> buf = {torch::empty({n}, k.options())};
+      home[x] = buf[0];
+      works.push_back(s->group->recv(buf, x, 2));
+    }
+    for (auto& w : works) w->wait();
+    for (const auto& [x, blocks] : plan.to) {
+      auto views = block_views(plan, blocks, me, home.at(x), B, D);
+      for (size_t gi : blocks) {
+        const auto& g = plan.segments[gi];
+        const auto& u = plan.units[g.unit];
+        kept_view(dk, u, g.kept[me]).add_(views.of.at(gi).first);
+        kept_view(dv, u, g.kept[me]).add_(views.of.at(gi).second);
+      }
+    }
+    return {dq, dk, dv, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     bool causal, const AttentionOptions& options, const RingLayout& layout,
+                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(),
+              "dilated attention across ranks: q, k, v [B, T, H, D] of one shape");
+  TORCH_CHECK(!layout.zigzag(), "dilated attention across ranks needs the contiguous split");
+  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), "dilated attention across ranks: ", q.size(1),
+              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
+  TORCH_CHECK(layout.world_size() == 1 || (group && group->getSize() == layout.world_size() &&
+                                           group->getRank() == layout.rank()),
+              "dilated attention across ranks: the layout's ranks are not the group's");
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  auto qh = (q * scale).transpose(1, 2).contiguous();
+  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal);
+  auto res = DilatedAcrossFunction::apply(qh, kh, vh, state);
+  return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+}
+
+}  // namespace longnet::attention
