@@ -39,6 +39,11 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& 
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
 }
 
+void MultiHeadAttentionImpl::set_sequence_parallel(attention::SequenceParallelPtr sp) {
+  sp_ = std::move(sp);
+  kernel_ = replace_module("kernel", attention::make_sequence_parallel_kernel(options.attention(), sp_));
+}
+
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   const int64_t H = options.n_heads(), G = options.kv_heads(), D = options.head_dim();
@@ -52,7 +57,10 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
     return t.view({B, T, heads, D}).transpose(1, 2).contiguous();
   };
   auto q = head_major(parts[0], H), k = head_major(parts[1], G), v = head_major(parts[2], G);
-  if (rotary) {
+  if (rotary && sp_) {
+    q = rotary->forward_at(q, false, sp_->positions(), sp_->length());
+    k = rotary->forward_at(k, true, sp_->positions(), sp_->length());
+  } else if (rotary) {
     q = rotary(q);
     k = rotary(k, /*keys=*/true);
   }

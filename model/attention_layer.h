@@ -12,6 +12,7 @@
 
 #include "attention/kernel.h"
 #include "attention/options.h"
+#include "attention/sequence_parallel.h"
 #include "model/norm.h"
 #include "model/options.h"
 #include "model/rotary.h"
@@ -43,8 +44,13 @@ struct MultiHeadAttentionOptions {
 class MultiHeadAttentionImpl : public torch::nn::Module {
  public:
   explicit MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options);
-  // x: [B, T, C] -> [B, T, C]
+  // x: [B, T, C] -> [B, T, C]; under sequence parallelism x is this rank's rows of the sequence
+  // (sp->positions()) and so is the result.
   torch::Tensor forward(const torch::Tensor& x);
+
+  // From now on the layer runs across the ranks of `sp`: its kernel is replaced by the kernel's
+  // cross-rank form, and rotary/xPos use the rows' positions in the whole sequence.
+  void set_sequence_parallel(attention::SequenceParallelPtr sp);
 
   // Rows of qkv->weight ([(H + 2 G) * D, C]) that project queries, keys and values.
   torch::Tensor q_weight() const { return qkv->weight.narrow(0, 0, q_rows_); }
@@ -59,6 +65,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
  private:
   int64_t q_rows_, kv_rows_;
   attention::KernelPtr kernel_;
+  attention::SequenceParallelPtr sp_;
   torch::nn::Dropout dropout_{nullptr};
 };
 TORCH_MODULE(MultiHeadAttention);

@@ -55,6 +55,10 @@ torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const
       .view(targets.sizes());
 }
 
+void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp) {
+  for (size_t i = 0; i < model.blocks->size(); ++i) model.blocks[i]->as<Block>()->attn->set_sequence_parallel(sp);
+}
+
 int64_t LanguageModelImpl::num_parameters() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

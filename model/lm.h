@@ -47,4 +47,10 @@ class LanguageModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LanguageModel);
 
+// Sequence parallelism as a pass: every attention layer runs across the ranks of `sp`. The
+// model then takes each rank's rows of the sequence (sp->local_rows of tokens and targets, after
+// sp->set_length) and loss_sum is the sum over this rank's targets; summed over the ranks it
+// is the single-process loss_sum. Everything but attention is per token and runs as before.
+void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp);
+
 }  // namespace longnet::model

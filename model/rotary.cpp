@@ -53,13 +53,13 @@ RotaryImpl::RotaryImpl(const RotaryOptions& o) : options(o) {
   }
 }
 
-std::pair<torch::Tensor, torch::Tensor> RotaryImpl::tables(int64_t T, bool keys, const torch::TensorOptions& to) {
-  auto n = torch::arange(T, torch::kDouble);
+std::pair<torch::Tensor, torch::Tensor> RotaryImpl::tables(const torch::Tensor& n, int64_t length, bool keys,
+                                                           const torch::TensorOptions& to) {
   auto angles = torch::outer(n, inv_freq_);  // [T, D], float64 so that large t * freq stay exact
   auto cos = angles.cos(), sin = angles.sin();
   if (options.xpos()) {
-    // scale[n, i] = zeta_i^((n - T/2) / base), inverted for keys.
-    auto scale = torch::exp(torch::outer((n - static_cast<double>(T / 2)) / options.xpos_scale_base(), log_zeta_) *
+    // scale[n, i] = zeta_i^((n - length/2) / base), inverted for keys.
+    auto scale = torch::exp(torch::outer((n - static_cast<double>(length / 2)) / options.xpos_scale_base(), log_zeta_) *
                             (keys ? -1.0 : 1.0));
     cos.mul_(scale);
     sin.mul_(scale);
@@ -72,16 +72,25 @@ torch::Tensor RotaryImpl::forward(const torch::Tensor& x, bool keys) {
   TORCH_CHECK(T <= options.max_seq_len(), "sequence of ", T, " tokens exceeds model.max_seq_len ", options.max_seq_len());
   torch::Tensor cos, sin;
   if (T * D > kCachedTableEntries) {
-    std::tie(cos, sin) = tables(T, keys, x.options());
+    std::tie(cos, sin) = tables(torch::arange(T, torch::kDouble), T, keys, x.options());
   } else {
     auto& c = cache_[keys ? 1 : 0];
     if (!c.cos.defined() || c.T != T || c.cos.scalar_type() != x.scalar_type() || c.cos.device() != x.device()) {
-      std::tie(c.cos, c.sin) = tables(T, keys, x.options());
+      std::tie(c.cos, c.sin) = tables(torch::arange(T, torch::kDouble), T, keys, x.options());
       c.T = T;
     }
     cos = c.cos;
     sin = c.sin;
   }
+  return RotateFunction::apply(x, cos, sin)[0];
+}
+
+torch::Tensor RotaryImpl::forward_at(const torch::Tensor& x, bool keys, const torch::Tensor& positions, int64_t length) {
+  TORCH_CHECK(positions.dim() == 1 && positions.size(0) == x.size(-2), "rotary: ", positions.size(0),
+              " positions for ", x.size(-2), " rows");
+  TORCH_CHECK(length <= options.max_seq_len(), "sequence of ", length, " tokens exceeds model.max_seq_len ",
+              options.max_seq_len());
+  auto [cos, sin] = tables(positions.to(torch::kDouble), length, keys, x.options());
   return RotateFunction::apply(x, cos, sin)[0];
 }
 

@@ -28,12 +28,18 @@ class RotaryImpl : public torch::nn::Module {
   // x: [..., T, D] with T <= max_seq_len -> same shape, position t rotated by t * freq;
   // under xPos scaled up (queries) or down (keys).
   torch::Tensor forward(const torch::Tensor& x, bool keys = false);
+  // The rows of x sit at `positions` ([T_rows] int64) of a sequence of `length` tokens (a
+  // sequence-parallel rank's share): each is rotated, and under xPos scaled, as at its place in
+  // the whole sequence, the xPos centre being the whole sequence's.
+  torch::Tensor forward_at(const torch::Tensor& x, bool keys, const torch::Tensor& positions, int64_t length);
 
   RotaryOptions options;
 
  private:
-  // cos and sin of positions [0, T) ([T, D], times xPos's scales), in the type of `to`.
-  std::pair<torch::Tensor, torch::Tensor> tables(int64_t T, bool keys, const torch::TensorOptions& to);
+  // cos and sin at positions n ([T] float64) of a sequence of `length` ([T, D], times xPos's
+  // scales), in the type of `to`.
+  std::pair<torch::Tensor, torch::Tensor> tables(const torch::Tensor& n, int64_t length, bool keys,
+                                                 const torch::TensorOptions& to);
 
   torch::Tensor inv_freq_;   // [D], float64
   torch::Tensor log_zeta_;   // [D] (xPos), float64

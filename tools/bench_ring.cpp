@@ -9,7 +9,9 @@
 #include <sstream>
 #include <thread>
 
+#include "attention/dilated.h"
 #include "attention/ring.h"
+#include "attention/sequence_parallel.h"
 #include "data/errors.h"
 #include "tools/args.h"
 #include "tools/bench_util.h"
@@ -21,47 +23,79 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// In every rank: one causal (zigzag) ring attention forward + backward over T tokens. Rank 0
-// prints the maxima over the ranks.
-nlohmann::json measure_ring(int64_t T, int64_t heads, int64_t head_dim, int threads) {
+// The kernels' settings in this benchmark: block_sparse a sliding window of one block each
+// side, dilated LongNet-style pairs whose kept rows per segment are 2,048 for every pair.
+attention::AttentionOptions bench_options(const std::string& kind) {
+  attention::AttentionOptions o;
+  o.kind = kind;
+  if (kind == "block_sparse") {
+    o.block_size = 256;
+    o.local_blocks = 1;
+  }
+  if (kind == "dilated") {
+    o.segment_lengths = {2048, 8192, 32768, 131072};
+    o.dilation_rates = {1, 4, 16, 64};
+  }
+  return o;
+}
+
+// In every rank: one causal attention step across the ranks (forward + backward). The inputs
+// are head-major, as the model's attention layer hands them over. Rank 0 prints the maxima
+// over the ranks.
+nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, int64_t head_dim, int threads) {
   const auto env = train::distributed_env();
   train::TrainOptions t;
   t.threads = threads;
   train::configure_runtime(t);
   auto group = train::init_process_group(env, std::chrono::seconds(600));
-  attention::RingLayout layout(T, env.rank, env.world_size, /*zigzag=*/true);
+  const auto options = bench_options(kind);
+  attention::RingLayout layout(T, env.rank, env.world_size, attention::SequenceParallel::split_for(options));
   const int64_t local = layout.local_length(env.rank);
-  auto q = torch::randn({1, local, heads, head_dim}).requires_grad_();
-  auto k = torch::randn_like(q).requires_grad_(), v = torch::randn_like(q).requires_grad_();
-  auto gout = torch::randn_like(q);
+  group->barrier()->wait();
+  const double rss_before = current_rss_mb();
+  auto make = [&] { return torch::randn({1, heads, local, head_dim}).requires_grad_(); };
+  auto q = make(), k = make(), v = make();
+  auto gout = torch::randn({1, local, heads, head_dim});
   group->barrier()->wait();
   attention::reset_ring_wait_seconds();
   const auto t0 = Clock::now();
-  auto r = attention::ring_attention(q, k, v, true, layout, group);
+  attention::AttentionOutput r;
+  auto qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
+  if (kind == "ring") r = attention::ring_attention(qt, kt, vt, true, layout, group);
+  if (kind == "block_sparse") r = attention::block_sparse_across_ranks(qt, kt, vt, true, options, layout, group);
+  if (kind == "dilated") r = attention::dilated_across_ranks(qt, kt, vt, true, options, layout, group);
   r.out.backward(gout);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   const double wait = attention::ring_wait_seconds();
-  // Maxima over the ranks: [seconds, wait, rss].
-  std::vector<torch::Tensor> m = {torch::tensor({seconds, wait, peak_rss_mb()}, torch::kDouble)};
+  const double sent_mb = static_cast<double>(attention::ring_bytes_sent()) / (1024.0 * 1024.0);
+  const double peak = peak_rss_mb();
+  // Maxima over the ranks: [seconds, wait, peak rss, step rss, MB sent].
+  std::vector<torch::Tensor> m = {torch::tensor({seconds, wait, peak, peak - rss_before, sent_mb}, torch::kDouble)};
   group->allreduce(m, c10d::AllreduceOptions{c10d::ReduceOp::MAX})->wait();
-  return {{"T", T}, {"ranks", env.world_size}, {"heads", heads}, {"head_dim", head_dim}, {"local_tokens", local},
-          {"fwd_bwd_s", m[0][0].item<double>()}, {"wait_s", m[0][1].item<double>()},
-          {"peak_rss_mb", m[0][2].item<double>()}, {"threads", at::get_num_threads()}};
+  return {{"kind", kind}, {"T", T}, {"ranks", env.world_size}, {"heads", heads}, {"head_dim", head_dim},
+          {"local_tokens", local}, {"fwd_bwd_s", m[0][0].item<double>()}, {"wait_s", m[0][1].item<double>()},
+          {"peak_rss_mb", m[0][2].item<double>()}, {"step_rss_mb", m[0][3].item<double>()},
+          {"sent_mb", m[0][4].item<double>()}, {"threads", at::get_num_threads()}};
 }
 
 }  // namespace
 
 int bench_ring(int argc, char** argv) {
-  const auto args = parse_args("bench ring", argc, argv, {"lengths", "ranks", "heads", "head-dim", "one-length"}, {"json"});
+  const auto args = parse_args("bench ring", argc, argv, {"lengths", "ranks", "heads", "head-dim", "one-length", "kind"}, {"json"});
   if (args.help) {
-    std::puts(R"(usage: longnet bench ring [--lengths LIST] [--ranks LIST] [--heads H] [--head-dim D] [--json]
+    std::puts(R"(usage: longnet bench ring [--kind K] [--lengths LIST] [--ranks LIST] [--heads H] [--head-dim D] [--json]
 
-One causal ring-attention step (forward + backward, zigzag split, float32, batch 1) over T
-tokens split across P local ranks (Gloo over the loopback), each (T, P) in fresh processes
-started by `longnet launch`: per-rank peak RSS (the largest over the ranks, LibTorch included),
-the step's time (the slowest rank) and the time spent waiting on transfers that the compute
-did not hide. On this 2-core machine P = 4 shares 2 cores, so times at P > 2 are not speedups.
+One causal attention step across ranks (forward + backward, float32, batch 1) over T tokens
+split across P local ranks (Gloo over the loopback), each (T, P) in fresh processes started by
+`longnet launch`. Per rank (the largest over the ranks): peak RSS of the process (LibTorch's
+~0.2 GB included), the step's own peak (peak RSS minus the RSS before its inputs existed: what
+the attention step holds), MB of k/v and dk/dv sent, the step's time and the time spent waiting
+on transfers that the compute did not hide. On this 2-core machine P ranks share 2 cores, so
+times at P > 1 are not speedups.
 
+  --kind K         ring (default: dense attention, zigzag split) | block_sparse (a window of
+                   one 256-token block each side) | dilated (segments 2K, 8K, 32K, 128K with
+                   rates 1, 4, 16, 64; contiguous split)
   --lengths LIST   (default 16384,32768,65536)     --ranks LIST   (default 1,2,4)
   --heads H        (default 8)                     --head-dim D   (default 64)
   --json           one JSON object per line)");
@@ -71,26 +105,30 @@ did not hide. On this 2-core machine P = 4 shares 2 cores, so times at P > 2 are
     return args.values.count(name) ? parse_list(name, args.values.at(name)).at(0) : def;
   };
   const int64_t heads = num("heads", 8), head_dim = num("head-dim", 64);
+  const std::string kind = args.values.count("kind") ? args.values.at("kind") : "ring";
+  if (kind != "ring" && kind != "block_sparse" && kind != "dilated")
+    throw ConfigError("--kind: expected ring, block_sparse or dilated, got '" + kind + "'");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (args.values.count("one-length")) {  // a rank
     const int world = train::distributed_env().world_size;
-    const auto j = measure_ring(num("one-length", 0), heads, head_dim, std::max(1, cores / world));
+    const auto j = measure_ring(kind, num("one-length", 0), heads, head_dim, std::max(1, cores / world));
     if (train::distributed_env().rank == 0) std::printf("%s\n", j.dump().c_str());
     return 0;
   }
   const auto lengths = parse_list("lengths", args.values.count("lengths") ? args.values.at("lengths") : "16384,32768,65536");
   const auto ranks = parse_list("ranks", args.values.count("ranks") ? args.values.at("ranks") : "1,2,4");
   const bool json = args.flags.count("json");
-  if (!json) std::printf("%-8s %5s %9s %12s %10s %8s %12s %10s\n", "T", "ranks", "tokens", "fwd+bwd s", "wait s", "wait %",
-                         "peak RSS", "vs P=1");
+  if (!json)
+    std::printf("%-8s %5s %9s %10s %8s %7s %9s %12s %11s %8s\n", "T", "ranks", "tokens", "fwd+bwd s", "wait s", "wait %",
+                "sent MB", "process RSS", "step RSS", "vs P=1");
   std::fflush(stdout);
   const std::string exe = self_exe();
   for (int64_t T : lengths) {
     double rss1 = 0;
     for (int64_t P : ranks) {
       std::ostringstream cmd;
-      cmd << "'" << exe << "' launch --nproc " << P << " -- bench ring --one-length " << T << " --heads " << heads
-          << " --head-dim " << head_dim;
+      cmd << "'" << exe << "' launch --nproc " << P << " -- bench ring --kind " << kind << " --one-length " << T
+          << " --heads " << heads << " --head-dim " << head_dim;
       int rc = 0;
       const auto j = run_child(cmd.str(), rc);
       if (rc != 0 || !j.is_object()) {
@@ -98,15 +136,16 @@ did not hide. On this 2-core machine P = 4 shares 2 cores, so times at P > 2 are
                      static_cast<long long>(P), rc);
         continue;
       }
-      const double rss = j["peak_rss_mb"].get<double>();
+      const double rss = j["step_rss_mb"].get<double>();
       if (P == 1) rss1 = rss;
       if (json) {
         std::printf("%s\n", j.dump().c_str());
       } else {
         const double s = j["fwd_bwd_s"].get<double>(), w = j["wait_s"].get<double>();
-        std::printf("%-8lld %5lld %9lld %12.2f %10.2f %7.0f%% %9.0f MB %10s\n", static_cast<long long>(T),
+        std::printf("%-8lld %5lld %9lld %10.2f %8.2f %6.0f%% %9.1f %9.0f MB %8.0f MB %8s\n", static_cast<long long>(T),
                     static_cast<long long>(P), static_cast<long long>(j["local_tokens"].get<int64_t>()), s, w,
-                    100.0 * w / s, rss, rss1 > 0 ? (std::to_string(rss / rss1).substr(0, 4) + "x").c_str() : "-");
+                    100.0 * w / s, j["sent_mb"].get<double>(), j["peak_rss_mb"].get<double>(), rss,
+                    rss1 > 0 ? (std::to_string(rss / rss1).substr(0, 4) + "x").c_str() : "-");
       }
       std::fflush(stdout);
     }

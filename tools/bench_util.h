@@ -21,6 +21,8 @@ nlohmann::json run_child(const std::string& command, int& rc);
 
 // Peak resident set size of this process so far, MB.
 double peak_rss_mb();
+// Resident set size of this process now, MB.
+double current_rss_mb();
 
 int bench_attention(int argc, char** argv);
 int bench_train(int argc, char** argv);

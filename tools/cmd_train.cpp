@@ -24,31 +24,42 @@ tokenizer (tokenizer.path) and the token shards (cached under data.cache_dir by 
 hash). Writes <train.out_dir>/metrics.jsonl and checkpoints under <train.out_dir>/checkpoints.
 Running it again on the same out_dir resumes from checkpoints/latest.
 
-Under `longnet launch --nproc N` or torchrun (RANK, WORLD_SIZE, ... set) the ranks train data
-parallel: each takes its share of every step's batches, gradients are summed over the ranks,
-and rank 0 writes the same metrics and checkpoints a single process would.)");
+Under `longnet launch --nproc N` or torchrun (RANK, WORLD_SIZE, ... set) the ranks train in
+N / P data-parallel replicas of P = distributed.sequence_parallel ranks: each replica takes its
+share of every step's batches, the P ranks of a replica each hold their share of every window
+(attention runs across them), gradients are summed over all ranks, and rank 0 writes the same
+metrics and checkpoints a single process would (they resume under any N and P).)");
     return 0;
   }
   if (args.positional.size() != 1) throw ConfigError("longnet train: expected one CONFIG.yaml argument (see longnet train --help)");
   const auto env = train::distributed_env();
   if (!env.active()) {
+    const auto config = train::load_config(args.positional[0], args.sets);
+    if (config.distributed.sequence_parallel > 1)
+      throw ConfigError(config.source + ": distributed.sequence_parallel: " +
+                        std::to_string(config.distributed.sequence_parallel) +
+                        " needs that many ranks (longnet launch --nproc " +
+                        std::to_string(config.distributed.sequence_parallel) + " -- train ..., or torchrun)");
     auto prepared = train::prepare(args.positional[0], args.sets, train::Stage::kShards);
     const auto summary = train::train_model(prepared.config, *prepared.shards);
     spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,
                  summary.last_val_loss, summary.seconds);
     return 0;
   }
-  // Under launch / torchrun: data parallel over the ranks. Rank 0 trains the tokenizer and
-  // builds the token shards; the others wait for it and then find them in the cache.
+  // Under launch / torchrun. Rank 0 trains the tokenizer and builds the token shards; the
+  // others wait for it and then find them in the cache.
   const auto config = train::load_config(args.positional[0], args.sets);
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
-  auto group = train::init_process_group(env, std::chrono::seconds(config.distributed.timeout_s));
+  const auto groups = train::init_process_groups(env, std::chrono::seconds(config.distributed.timeout_s),
+                                                 config.distributed.sequence_parallel);
+  const auto& group = groups.world;
   std::optional<train::Prepared> prepared;
   if (env.rank == 0) prepared.emplace(train::prepare(args.positional[0], args.sets, train::Stage::kShards));
   group->barrier()->wait();
   if (env.rank != 0) prepared.emplace(train::prepare(args.positional[0], args.sets, train::Stage::kShards, false));
-  spdlog::info("data parallel over {} ranks", env.world_size);
-  const auto summary = train::train_model(prepared->config, *prepared->shards, group);
+  spdlog::info("{} ranks: {} data-parallel replicas of {} sequence ranks", env.world_size, groups.replicas(),
+               groups.sequence_size());
+  const auto summary = train::train_model(prepared->config, *prepared->shards, groups);
   spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,
                summary.last_val_loss, summary.seconds);
   return 0;

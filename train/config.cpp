@@ -262,8 +262,11 @@ void validate(RunConfig& c) {
   v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
 
   const auto& ds = c.distributed;
-  v.require(ds.sequence_parallel == 1, "distributed.sequence_parallel", ds.sequence_parallel,
-            "1 (sequence parallelism over the ring is not implemented in the trainer yet; ranks are data parallel)");
+  v.require(ds.sequence_parallel >= 1 && ds.sequence_parallel <= 4096, "distributed.sequence_parallel",
+            ds.sequence_parallel, "an integer in [1, 4096] (ranks sharing each sequence; 1: data parallel only)");
+  v.require(c.data.seq_len >= 2 * ds.sequence_parallel, "distributed.sequence_parallel", ds.sequence_parallel,
+            "at most data.seq_len / 2 = " + std::to_string(c.data.seq_len / 2) +
+                " (each sequence rank holds two pieces of every window)");
   v.require(ds.timeout_s >= 1, "distributed.timeout_s", ds.timeout_s, "an integer >= 1 (seconds)");
 }
 

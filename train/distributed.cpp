@@ -4,6 +4,7 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -59,20 +60,25 @@ DistributedEnv distributed_env() {
   return e;
 }
 
-c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout) {
+namespace {
+
+c10::intrusive_ptr<c10d::Store> rendezvous(const DistributedEnv& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(env.master_port);
   so.isServer = env.rank == 0;
   so.numWorkers = static_cast<std::size_t>(env.world_size);
   so.waitWorkers = true;
   so.timeout = timeout;
-  c10::intrusive_ptr<c10d::Store> store;
   try {
-    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
     throw Error("rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
                 std::to_string(env.master_port) + " failed: " + e.what());
   }
+}
+
+c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const DistributedEnv& env, c10::intrusive_ptr<c10d::Store> store,
+                                                  int rank, int size, std::chrono::milliseconds timeout) {
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   // Bind where the peers can reach us: a named interface (GLOO_SOCKET_IFNAME, as PyTorch), the
   // loopback for a single-machine run, else this host's address.
@@ -84,7 +90,30 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& 
   } else {
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(std::move(store), rank, size, options);
+}
+
+}  // namespace
+
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout) {
+  return gloo_group(env, rendezvous(env, timeout), env.rank, env.world_size, timeout);
+}
+
+ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::milliseconds timeout,
+                                  int64_t sequence_parallel) {
+  if (sequence_parallel < 1 || env.world_size % sequence_parallel != 0)
+    throw ConfigError("distributed.sequence_parallel: " + std::to_string(sequence_parallel) +
+                      " does not divide the " + std::to_string(env.world_size) +
+                      " ranks of this run (WORLD_SIZE): expected a divisor of it");
+  auto store = rendezvous(env, timeout);
+  ProcessGroups groups;
+  groups.world = gloo_group(env, store, env.rank, env.world_size, timeout);
+  if (sequence_parallel > 1) {
+    const int P = static_cast<int>(sequence_parallel), replica = env.rank / P;
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("sequence/" + std::to_string(replica), store);
+    groups.sequence = gloo_group(env, prefixed, env.rank % P, P, timeout);
+  }
+  return groups;
 }
 
 }  // namespace longnet::train

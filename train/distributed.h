@@ -27,4 +27,21 @@ DistributedEnv distributed_env();
 // instead of hanging on a dead peer.
 c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout);
 
+// The groups of a run with sequence parallelism P (distributed.sequence_parallel): the world
+// of W ranks is W / P data-parallel replicas, replica d being the P consecutive ranks
+// [d P, (d + 1) P) that share every sequence. Default-constructed: a single process.
+struct ProcessGroups {
+  c10::intrusive_ptr<c10d::ProcessGroup> world;     // all ranks: gradients, barriers
+  c10::intrusive_ptr<c10d::ProcessGroup> sequence;  // this rank's replica; null when P = 1
+  int rank() const { return world ? world->getRank() : 0; }
+  int size() const { return world ? world->getSize() : 1; }
+  int sequence_size() const { return sequence ? sequence->getSize() : 1; }
+  int replica() const { return rank() / sequence_size(); }          // data-parallel index
+  int replicas() const { return size() / sequence_size(); }
+};
+
+// Throws ConfigError naming distributed.sequence_parallel when WORLD_SIZE is not a multiple of it.
+ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::milliseconds timeout,
+                                  int64_t sequence_parallel);
+
 }  // namespace longnet::train

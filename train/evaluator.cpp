@@ -83,7 +83,7 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
 }
 
 double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, int64_t seq_len,
-                   int64_t batch_size, int64_t n_batches, uint64_t seed) {
+                   int64_t batch_size, int64_t n_batches, uint64_t seed, const attention::SequenceParallelPtr& sp) {
   EvalMode mode(model);
   torch::NoGradGuard no_grad;
   data::WindowSampler sampler(shard, seq_len, batch_size, seed);
@@ -91,8 +91,18 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
   int64_t n = 0;
   for (int64_t i = 0; i < n_batches; ++i) {
     auto batch = sampler.batch(i);
-    sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
     n += batch.targets.numel();
+    if (sp) {
+      sp->set_length(batch.tokens.size(1));
+      sum += model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)).item<double>();
+    } else {
+      sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
+    }
+  }
+  if (sp) {
+    std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::kDouble)};
+    sp->group()->allreduce(total)->wait();
+    sum = total[0].item<double>();
   }
   return sum / static_cast<double>(n);
 }

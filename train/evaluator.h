@@ -35,7 +35,10 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
                           int64_t batch_size, int64_t split_bytes, const std::vector<int64_t>& position_edges = {});
 
 // Mean loss over n_batches fixed random windows of the split (the same windows every call).
+// With `sp` (a sequence-parallel model), every rank of sp's group calls it and gets the mean
+// over the whole windows.
 double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, int64_t seq_len,
-                   int64_t batch_size, int64_t n_batches, uint64_t seed);
+                   int64_t batch_size, int64_t n_batches, uint64_t seed,
+                   const attention::SequenceParallelPtr& sp = nullptr);
 
 }  // namespace longnet::train

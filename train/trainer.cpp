@@ -61,11 +61,16 @@ double all_reduce_gradients(c10d::ProcessGroup& group, const std::vector<torch::
 
 }  // namespace
 
-TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
-                         const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+TrainSummary train_model(const RunConfig& config, const data::Shards& shards, const ProcessGroups& groups) {
   const auto& opt = config.train;
-  const int64_t rank = group ? group->getRank() : 0, world = group ? group->getSize() : 1;
+  const auto& group = groups.world;
+  const int64_t rank = groups.rank(), replicas = groups.replicas(), replica = groups.replica();
   const bool lead = rank == 0;
+  if (config.distributed.sequence_parallel != groups.sequence_size())
+    throw ConfigError(fmt::format("distributed.sequence_parallel: {} needs a run of a multiple of {} ranks "
+                                  "(longnet launch --nproc N, or torchrun); this one has {} sequence ranks",
+                                  config.distributed.sequence_parallel, config.distributed.sequence_parallel,
+                                  groups.sequence_size()));
   configure_runtime(opt);
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   const fs::path out_dir(opt.out_dir);
@@ -82,6 +87,15 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
 
   model::LanguageModel model(config.model);
   model::apply_activation_checkpointing(*model, opt.activation_checkpointing);
+  attention::SequenceParallelPtr sp;
+  if (groups.sequence) {
+    sp = std::make_shared<attention::SequenceParallel>(groups.sequence,
+                                                       attention::SequenceParallel::split_for(config.model.attention));
+    model::enable_sequence_parallel(*model, sp);
+  }
+  // Every rank built the same initial weights; dropout masks differ between ranks (rank 0
+  // keeps the single-process stream).
+  if (rank > 0) torch::manual_seed(static_cast<uint64_t>(opt.seed) + static_cast<uint64_t>(rank));
   auto optimizer = make_optimizer(model, opt);
   TrainState state;
   if (latest) {
@@ -97,7 +111,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
     fs::create_directories(out_dir);
     metrics.emplace((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
   }
-  const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum * world;
+  const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum * replicas;
   spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {} threads",
                model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,
                config.model.attention.kind, at::get_num_threads());
@@ -117,8 +131,15 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
     optimizer->zero_grad();
     double step_loss = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
-      auto batch = sampler.batch(step, micro * world + rank);
-      auto l = model->loss(batch.tokens, batch.targets) / static_cast<double>(opt.grad_accum * world);
+      auto batch = sampler.batch(step, micro * replicas + replica);
+      const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
+      torch::Tensor l;
+      if (sp) {
+        sp->set_length(batch.tokens.size(1));
+        l = model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)) * scale;
+      } else {
+        l = model->loss_sum(batch.tokens, batch.targets) * scale;
+      }
       l.backward();
       step_loss += l.item<double>();
     }
@@ -155,8 +176,11 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
       t_window = now;
       window_steps = 0;
     }
-    if (lead && ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last)) {
-      const double val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed);
+    const bool evaluate = (opt.eval_every > 0 && state.step % opt.eval_every == 0) || last;
+    double val = NAN;
+    if (evaluate && (lead || (sp && replica == 0)))  // a sequence-parallel model needs all its ranks
+      val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed, sp);
+    if (lead && evaluate) {
       spdlog::info("step {:>6}/{} | val_loss {:.4f} | val_ppl {:.2f}", state.step, opt.steps, val, std::exp(val));
       if (record.is_null()) record = {{"step", state.step}, {"loss", loss}, {"lr", lr}};
       record["val_loss"] = val;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "data/shards.h"
+#include "train/distributed.h"
 #include "train/options.h"
 
 namespace longnet::train {
@@ -21,13 +22,14 @@ struct TrainSummary {
 // config must have model.vocab_size resolved. Throws CheckpointError before writing anything
 // when out_dir holds a checkpoint of another model.
 //
-// With a process group of W ranks the run is data parallel: rank r's micro-batch m is the
-// window set (step, m * W + r), so W ranks with grad_accum A see exactly the batches of one
-// process with grad_accum A * W; gradients are summed over the ranks in one flat all-reduce
-// (with the loss) and the loss is the mean over every token of the global batch. Rank 0 alone
-// evaluates, logs and writes metrics and checkpoints (after a barrier: no checkpoint of a step
-// that a rank did not finish); the checkpoints are those of a single-process run.
-TrainSummary train_model(const RunConfig& config, const data::Shards& shards,
-                         const c10::intrusive_ptr<c10d::ProcessGroup>& group = {});
+// With W ranks in groups of P sequence ranks the run has R = W / P data-parallel replicas:
+// replica d's micro-batch m is the window set (step, m * R + d), so R replicas with grad_accum
+// A see exactly the batches of one process with grad_accum A * R; the P ranks of a replica each
+// take their rows of those windows (attention runs across them, see attention/ring.h).
+// Gradients are summed over all ranks (with the loss) and the loss is the mean over every
+// token of the global batch. The ranks of replica 0 evaluate; rank 0 alone logs and writes
+// metrics and checkpoints (after a barrier: no checkpoint of a step that a rank did not
+// finish); the checkpoints are those of a single-process run and resume under any W and P.
+TrainSummary train_model(const RunConfig& config, const data::Shards& shards, const ProcessGroups& groups = {});
 
 }  // namespace longnet::train

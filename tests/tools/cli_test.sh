@@ -74,7 +74,9 @@ expect_fail bench-train-lengths "--lengths: expected a comma-separated list of i
 expect_fail bench-train-config "typo.yaml: train.stpes: unknown key" -- "$longnet" bench train "$work/typo.yaml"
 expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml" --lengths 32 --json --set model.max_seq_len=32 \
   --set train.activation_checkpointing=blocks
-expect_ok bench-ring '"wait_s":' -- "$longnet" bench ring --lengths 64 --ranks 2 --heads 2 --head-dim 8 --json
+expect_ok bench-ring '"step_rss_mb":' -- "$longnet" bench ring --lengths 64 --ranks 2 --heads 2 --head-dim 8 --json
+expect_ok bench-ring-dilated '"kind":"dilated"' -- "$longnet" bench ring --kind dilated --lengths 64 --ranks 1,2 --heads 2 --head-dim 8 --json
+expect_fail bench-ring-kind "--kind: expected ring, block_sparse or dilated, got 'flash'" -- "$longnet" bench ring --kind flash
 expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
 expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
@@ -85,9 +87,17 @@ if [ $rc -ne 1 ] || ! grep -q "config file not found" <<<"$out" || ! grep -qE "l
 else
   passed=$((passed + 1))
 fi
-expect_ok launch-train "data parallel over 2 ranks" -- "$longnet" launch --nproc 2 -- train "$work/ok.yaml" \
+expect_ok launch-train "2 data-parallel replicas of 1 sequence ranks" -- "$longnet" launch --nproc 2 -- train "$work/ok.yaml" \
   --set train.out_dir="$work/run-dp"
-expect_fail dist-sp-not-yet "distributed.sequence_parallel: expected 1" -- "$longnet" train "$work/ok.yaml" --set distributed.sequence_parallel=2
+expect_ok launch-sp "1 data-parallel replicas of 2 sequence ranks" -- "$longnet" launch --nproc 2 -- train "$work/ok.yaml" \
+  --set train.out_dir="$work/run-sp" --set distributed.sequence_parallel=2
+expect_fail dist-sp-alone "distributed.sequence_parallel: 2 needs that many ranks" -- "$longnet" train "$work/ok.yaml" --set distributed.sequence_parallel=2
+out=$("$longnet" launch --nproc 3 -- train "$work/ok.yaml" --set distributed.sequence_parallel=2 2>&1) && rc=0 || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "distributed.sequence_parallel: 2 does not divide the 3 ranks" <<<"$out"; then
+  echo "FAIL launch-sp-not-dividing (exit $rc): $out"; failures=$((failures + 1))
+else
+  passed=$((passed + 1))
+fi
 expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
 expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
 echo "$passed passed, $failures failed"

@@ -81,7 +81,7 @@ TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
 
 TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
   const auto e = error_of(base, {"attention.kind=magic"});
-  EXPECT_NE(e.find("attention.kind: expected one of block_sparse, dense, dilated, got 'magic'"), std::string::npos) << e;
+  EXPECT_NE(e.find("attention.kind: expected one of block_sparse, dense, dilated, ring, got 'magic'"), std::string::npos) << e;
 }
 
 TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {

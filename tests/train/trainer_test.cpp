@@ -184,35 +184,76 @@ TEST_F(TrainerTest, ScheduleWarmsUpThenDecaysToMinLr) {
 }
 
 
-// Two data-parallel ranks (real processes over Gloo) with grad_accum 1 see the batches of one
-// process with grad_accum 2; their losses, evaluations and checkpoints must be that run's.
-TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
-  const std::vector<std::string> common = {"train.steps=20", "train.lr_decay_steps=20", "train.ckpt_every=10",
-                                           "train.eval_every=10"};
-  auto single = common;
-  single.push_back("train.grad_accum=2");
-  run("single", single);  // also leaves the tokenizer and shards for the ranks
-  std::string sets;
-  for (const auto& s : common) sets += s + ";";
-  sets += "train.out_dir=" + dir.str("dp");
-  const auto status = run_ranks(2, "DistributedWorker.DISABLED_Train",
-                                {"LONGNET_TEST_CONFIG=" + config_path, "LONGNET_TEST_SETS=" + sets});
-  ASSERT_EQ(status, (std::vector<int>{0, 0}));
-  const auto a = metrics("single"), b = metrics("dp");
+// Runs `world` ranks of the tiny config (real processes over Gloo) with the given overrides
+// into out; true when every rank exited 0.
+bool run_distributed(const TempDir& dir, const std::string& config_path, int world, const std::string& out,
+                     const std::vector<std::string>& sets) {
+  std::string text;
+  for (const auto& s : sets) text += s + ";";
+  text += "train.out_dir=" + dir.str(out);
+  const auto status = run_ranks(world, "DistributedWorker.DISABLED_Train",
+                                {"LONGNET_TEST_CONFIG=" + config_path, "LONGNET_TEST_SETS=" + text});
+  return status == std::vector<int>(static_cast<size_t>(world), 0);
+}
+
+// The losses, evaluations and token counts of two runs' metrics agree to 1e-5.
+void expect_same_metrics(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b) {
+  ASSERT_EQ(a.size(), 20u);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << a[i]["step"];
     EXPECT_EQ(a[i].contains("val_loss"), b[i].contains("val_loss"));
-    if (a[i].contains("val_loss")) EXPECT_NEAR(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>(), 1e-5);
+    if (a[i].contains("val_loss")) {
+      EXPECT_NEAR(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>(), 1e-5) << "step " << a[i]["step"];
+    }
     EXPECT_EQ(a[i]["tokens_seen"], b[i]["tokens_seen"]);
   }
+}
+
+const std::vector<std::string> kTwentySteps = {"train.steps=20", "train.lr_decay_steps=20", "train.ckpt_every=10",
+                                               "train.eval_every=10"};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Two data-parallel ranks with grad_accum 1 see the batches of one process with grad_accum 2;
+// their losses, evaluations and checkpoints must be that run's.
+TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
+  run("single", with(kTwentySteps, {"train.grad_accum=2"}));  // also leaves the tokenizer and shards
+  ASSERT_TRUE(run_distributed(dir, config_path, 2, "dp", kTwentySteps));
+  expect_same_metrics(metrics("single"), metrics("dp"));
   // The same checkpoints, and a single process resumes the data-parallel run.
   EXPECT_TRUE(fs::exists(dir.path() / "dp" / "checkpoints" / "step_00000020" / "model.pt"));
-  auto resumed = common;
-  resumed[0] = "train.steps=22";
-  resumed[1] = "train.lr_decay_steps=22";
-  resumed.push_back("train.grad_accum=2");
-  EXPECT_EQ(run("dp", resumed).start_step, 20);
+  EXPECT_EQ(run("dp", {"train.steps=22", "train.lr_decay_steps=22", "train.grad_accum=2"}).start_step, 20);
+}
+
+// Two ranks sharing every window (zigzag split, ring attention, xPos at the rows' global
+// positions with the whole window's centre) reproduce one process; one process resumes them,
+// and they resume a one-process checkpoint.
+TEST_F(TrainerTest, SequenceParallelRanksReproduceOneProcessRun) {
+  const auto sets = with(kTwentySteps, {"model.pos=xpos"});
+  run("single", sets);
+  ASSERT_TRUE(run_distributed(dir, config_path, 2, "sp", with(sets, {"distributed.sequence_parallel=2"})));
+  expect_same_metrics(metrics("single"), metrics("sp"));
+  EXPECT_EQ(run("sp", with(sets, {"train.steps=22", "train.lr_decay_steps=22"})).start_step, 20);
+  // ... and the other way: a single-process checkpoint continued by two sequence ranks.
+  run("single_then_sp", with(sets, {"train.steps=10", "train.lr_decay_steps=20"}));
+  ASSERT_TRUE(run_distributed(dir, config_path, 2, "single_then_sp", with(sets, {"distributed.sequence_parallel=2"})));
+  auto a = metrics("single"), b = metrics("single_then_sp");
+  expect_same_metrics(a, b);
+}
+
+// Four ranks as two data-parallel replicas of two sequence ranks, with LongNet's dilated
+// attention across the sequence ranks (segments of 8 and 24 cross the ranks' rows), reproduce
+// one process with grad_accum 2.
+TEST_F(TrainerTest, DataAndSequenceParallelTogetherReproduceOneProcessRun) {
+  const auto sets = with(kTwentySteps, {"attention.kind=dilated", "attention.segment_lengths=[8, 24]",
+                                        "attention.dilation_rates=[1, 2]", "attention.block_size=4"});
+  run("single", with(sets, {"train.grad_accum=2"}));
+  ASSERT_TRUE(run_distributed(dir, config_path, 4, "dpsp", with(sets, {"distributed.sequence_parallel=2"})));
+  expect_same_metrics(metrics("single"), metrics("dpsp"));
 }
 
 // Run by the test above in each rank.
@@ -225,9 +266,9 @@ TEST(DistributedWorker, DISABLED_Train) {
   for (std::string s; std::getline(ss, s, ';');)
     if (!s.empty()) sets.push_back(s);
   const auto env = train::distributed_env();
-  auto group = train::init_process_group(env, std::chrono::seconds(60));
   auto p = train::prepare(config, sets, train::Stage::kShards, false);
-  train::train_model(p.config, *p.shards, group);
+  auto groups = train::init_process_groups(env, std::chrono::seconds(60), p.config.distributed.sequence_parallel);
+  train::train_model(p.config, *p.shards, groups);
 }
 
 }  // namespace
