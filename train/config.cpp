@@ -268,6 +268,7 @@ void validate(RunConfig& c) {
             "at most data.seq_len / 2 = " + std::to_string(c.data.seq_len / 2) +
                 " (each sequence rank holds two pieces of every window)");
   v.require(ds.timeout_s >= 1, "distributed.timeout_s", ds.timeout_s, "an integer >= 1 (seconds)");
+  v.require(ds.bucket_mb >= 1 && ds.bucket_mb <= 4096, "distributed.bucket_mb", ds.bucket_mb, "an integer in [1, 4096]");
 }
 
 YAML::Node load_yaml(const std::string& text, const std::string& source) {
@@ -405,6 +406,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   Section dist(root["distributed"], "distributed", source);
   dist.read("sequence_parallel", c.distributed.sequence_parallel);
   dist.read("timeout_s", c.distributed.timeout_s);
+  dist.read("bucket_mb", c.distributed.bucket_mb);
   dist.finish();
 
   validate(c);
@@ -499,7 +501,8 @@ std::string to_yaml(const RunConfig& c) {
   out      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
   out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap
       << YAML::Key << "sequence_parallel" << YAML::Value << c.distributed.sequence_parallel
-      << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s << YAML::EndMap;
+      << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s
+      << YAML::Key << "bucket_mb" << YAML::Value << c.distributed.bucket_mb << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -31,8 +31,9 @@ struct TrainOptions {
 
 // YAML section `distributed:`; used when the process runs under launch / torchrun.
 struct DistributedOptions {
-  int64_t sequence_parallel = 1;  // ranks per sequence (ring); only 1 (data parallel) so far
+  int64_t sequence_parallel = 1;  // ranks sharing each sequence; world / P data-parallel replicas
   int64_t timeout_s = 300;        // a collective waiting longer on a peer fails the run
+  int64_t bucket_mb = 25;         // gradient all-reduce bucket size (MB)
 };
 
 struct RunConfig {

@@ -14,6 +14,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/evaluator.h"
+#include "train/grad_sync.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/runtime.h"
@@ -40,23 +41,11 @@ std::string model_signature(const RunConfig& c) {
   return yaml.substr(yaml.find("model:"));
 }
 
-// Sums every parameter's gradient and the local loss over the group, in one flat buffer (one
-// all-reduce per step rather than one per tensor); returns the summed loss.
-double all_reduce_gradients(c10d::ProcessGroup& group, const std::vector<torch::Tensor>& params, double loss) {
-  std::vector<torch::Tensor> pieces;
-  for (const auto& p : params)
-    pieces.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
-  pieces.push_back(torch::full({1}, loss, params.front().options()));
-  std::vector<torch::Tensor> flat = {torch::cat(pieces)};
-  group.allreduce(flat)->wait();
-  int64_t offset = 0;
-  for (const auto& p : params) {
-    auto g = flat[0].narrow(0, offset, p.numel()).view(p.sizes());
-    if (p.grad().defined()) p.mutable_grad().copy_(g);
-    else p.mutable_grad() = g.clone();
-    offset += p.numel();
-  }
-  return flat[0][offset].item<double>();
+// The loss summed over the group.
+double all_reduce_loss(c10d::ProcessGroup& group, double loss) {
+  std::vector<torch::Tensor> t = {torch::tensor({loss}, torch::kDouble)};
+  group.allreduce(t)->wait();
+  return t[0].item<double>();
 }
 
 }  // namespace
@@ -124,13 +113,17 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   double loss = NAN;
   model->train();
   const auto params = model->parameters();
+  std::optional<GradientSync> sync;
+  if (group) sync.emplace(params, group, config.distributed.bucket_mb << 20);
   while (state.step < opt.steps) {
     const int64_t step = state.step;
     const double lr = learning_rate(opt, step);
     set_learning_rate(*optimizer, lr);
-    optimizer->zero_grad();
+    if (sync) sync->zero();
+    else optimizer->zero_grad();
     double step_loss = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
+      if (sync && micro + 1 == opt.grad_accum) sync->arm();  // buckets go out during the last backward
       auto batch = sampler.batch(step, micro * replicas + replica);
       const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
       torch::Tensor l;
@@ -143,7 +136,10 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
       l.backward();
       step_loss += l.item<double>();
     }
-    if (group) step_loss = all_reduce_gradients(*group, params, step_loss);
+    if (sync) {
+      sync->finish();
+      step_loss = all_reduce_loss(*group, step_loss);
+    }
     double grad_norm;
     if (opt.grad_clip > 0) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params, opt.grad_clip);
