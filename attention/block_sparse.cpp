@@ -65,7 +65,8 @@ struct Row {
   TileSpec spec;
 };
 
-std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool causal, int64_t k_block) {
+std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool causal, int64_t k_block,
+                           const torch::Device& device) {
   const int64_t nb = mask.size(0);
   auto acc = mask.accessor<bool, 2>();
   std::vector<Row> rows(nb);
@@ -78,7 +79,7 @@ std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool
         parts.push_back(torch::arange(j * b, std::min(T, (j + 1) * b), torch::kLong));
       }
     if (parts.empty()) continue;
-    r.positions = torch::cat(parts);
+    r.positions = torch::cat(parts).to(device);
     const int64_t n_keys = r.positions.size(0);
     r.spec.q_block = b;
     r.spec.k_block = k_block;
@@ -100,7 +101,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const int64_t T = q.size(2), H = q.size(1);
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), q.options());
-    const auto rows = plan_rows(mask, T, b, causal, k_block);
+    const auto rows = plan_rows(mask, T, b, causal, k_block, q.device());
     // One (batch, head) unit per thread, its rows in turn: few large calls rather than a
     // multi-threaded call per small row.
     for_each_unit(q.size(0) * H, [&](int64_t u) {
@@ -126,7 +127,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4], &mask = saved[5];
     const bool causal = ctx->saved_data["causal"].toBool();
     const int64_t b = ctx->saved_data["b"].toInt(), T = q.size(2);
-    const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt());
+    const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt(), q.device());
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     const auto& dlse = grads[1];

@@ -5,7 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <limits>
 
 #include "attention/block_sparse.h"
@@ -74,16 +79,29 @@ class DensePairs : public PairKernel {
   bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t) const override {
     return !causal_ || k_pos <= q_pos + q_len - 1;
   }
+  // In query slices of kRows rows, so that the partial result (and in backward the
+  // dout . out products) is a slice's, not a whole piece's.
   void forward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
                const torch::Tensor& out, const torch::Tensor& lse) const override {
-    torch::Tensor o, l;
-    tiled_forward(q, k, v, spec(q_pos, k_pos), o, l);
-    merge_into_(out, lse, o, l);
+    for (int64_t s = 0; s < q.size(2); s += kRows) {
+      const int64_t n = std::min(kRows, q.size(2) - s);
+      if (!attends(q_pos + s, n, k_pos, k.size(2))) continue;
+      torch::Tensor o, l;
+      tiled_forward(q.narrow(2, s, n), k, v, spec(q_pos + s, k_pos), o, l);
+      merge_into_(out.narrow(2, s, n), lse.narrow(2, s, n), o, l);
+    }
   }
   void backward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
                 const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout, const torch::Tensor& dlse,
                 torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const override {
-    tiled_backward(q, k, v, out, lse, dout, dlse, spec(q_pos, k_pos), dq, dk, dv);
+    for (int64_t s = 0; s < q.size(2); s += kRows) {
+      const int64_t n = std::min(kRows, q.size(2) - s);
+      if (!attends(q_pos + s, n, k_pos, k.size(2))) continue;
+      auto rows = [&](const torch::Tensor& t) { return t.narrow(2, s, n); };
+      auto dq_rows = rows(dq);
+      tiled_backward(rows(q), k, v, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
+                     spec(q_pos + s, k_pos), dq_rows, dk, dv);
+    }
   }
 
  private:
@@ -96,6 +114,7 @@ class DensePairs : public PairKernel {
     s.k_block = k_block_;
     return s;
   }
+  static constexpr int64_t kRows = 512;
   bool causal_;
   int64_t q_block_, k_block_;
 };
@@ -119,7 +138,7 @@ class BlockPairs : public PairKernel {
 
   void forward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
                const torch::Tensor& out, const torch::Tensor& lse) const override {
-    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, [&](int64_t qs, int64_t len, const KeySet& keys) {
+    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, k.device(), [&](int64_t qs, int64_t len, const KeySet& keys) {
       torch::Tensor o, l;
       tiled_forward(q.narrow(2, qs, len), keys.take(k), keys.take(v), keys.spec, o, l);
       merge_into_(out.narrow(2, qs, len), lse.narrow(2, qs, len), o, l);
@@ -129,7 +148,7 @@ class BlockPairs : public PairKernel {
   void backward(const torch::Tensor& q, int64_t q_pos, const torch::Tensor& k, const torch::Tensor& v, int64_t k_pos,
                 const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout, const torch::Tensor& dlse,
                 torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const override {
-    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, [&](int64_t qs, int64_t len, const KeySet& keys) {
+    for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, k.device(), [&](int64_t qs, int64_t len, const KeySet& keys) {
       auto kg = keys.take(k), vg = keys.take(v);
       auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg), dqb = dq.narrow(2, qs, len);
       auto rows = [&](const torch::Tensor& t) { return t.narrow(2, qs, len); };
@@ -150,11 +169,11 @@ class BlockPairs : public PairKernel {
       if (!ranges.empty() && ranges.back().second == s) ranges.back().second = e;
       else ranges.push_back({s, e});
     }
-    void finish() {
+    void finish(const torch::Device& device) {
       if (ranges.size() < 2) return;
       std::vector<torch::Tensor> parts;
       for (const auto& [s, e] : ranges) parts.push_back(torch::arange(s, e, torch::kLong));
-      index = torch::cat(parts);
+      index = torch::cat(parts).to(device);
     }
     torch::Tensor take(const torch::Tensor& t) const {
       if (!index.defined()) return t.narrow(2, ranges[0].first, ranges[0].second - ranges[0].first);
@@ -169,7 +188,8 @@ class BlockPairs : public PairKernel {
   // f(first query row, query rows, keys) for each query block met by the q range and each
   // non-empty key set of it in the k range.
   template <typename F>
-  void for_each_key_set(int64_t q_len, int64_t q_pos, int64_t k_len, int64_t k_pos, const F& f) const {
+  void for_each_key_set(int64_t q_len, int64_t q_pos, int64_t k_len, int64_t k_pos, const torch::Device& device,
+                        const F& f) const {
     for (int64_t i = q_pos / b_; i * b_ < q_pos + q_len; ++i) {
       KeySet past, diagonal;
       for (int64_t j = k_pos / b_; j * b_ < k_pos + k_len; ++j) {
@@ -180,7 +200,7 @@ class BlockPairs : public PairKernel {
       const int64_t qs = std::max(i * b_, q_pos), qe = std::min((i + 1) * b_, q_pos + q_len);
       for (KeySet* keys : {&past, &diagonal}) {
         if (keys->ranges.empty()) continue;
-        keys->finish();
+        keys->finish(device);
         keys->spec.q_block = b_;
         keys->spec.k_block = k_block_;
         keys->spec.causal = keys == &diagonal;
@@ -244,24 +264,189 @@ uint32_t tag(int round, int64_t tick, int kind) {
   return static_cast<uint32_t>((round << 22) | (tick << 2) | kind);
 }
 
-// Posted point-to-point transfers of one tick; wait() completes them.
-struct Transfers {
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  void send(const CrossRankState& s, torch::Tensor t, int to, uint32_t tg) {
+// Time the compute thread spends blocked on transfers (the part the compute did not hide).
+class WaitClock {
+ public:
+  WaitClock() : t0_(std::chrono::steady_clock::now()) {}
+  ~WaitClock() {
+    g_wait_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// Sends tensors in the order given, each waited before the next, on a thread of its own: a
+// rank's sends go on while its compute thread computes or waits for what it receives, so that
+// uneven work between peers is not paid at every packet. A failed send (a dead peer's timeout)
+// is rethrown by the next wait_below / drain.
+class Sender {
+ public:
+  explicit Sender(c10d::ProcessGroup& group) : group_(group), thread_([this] { run(); }) {}
+  ~Sender() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    thread_.join();
+  }
+  void push(torch::Tensor t, int to, uint32_t tag) {
     g_bytes_sent += static_cast<int64_t>(t.numel() * t.element_size());
-    std::vector<torch::Tensor> v = {std::move(t)};
-    works.push_back(s.group->send(v, to, static_cast<int>(tg)));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      jobs_.push_back({std::move(t), to, tag});
+      ++outstanding_;
+    }
+    work_cv_.notify_all();
   }
-  void recv(const CrossRankState& s, torch::Tensor t, int from, uint32_t tg) {
-    std::vector<torch::Tensor> v = {std::move(t)};
-    works.push_back(s.group->recv(v, from, static_cast<int>(tg)));
+  int64_t outstanding() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return outstanding_;
   }
-  void wait() {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (auto& w : works) w->wait();
-    works.clear();
-    g_wait_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  // Blocks until fewer than n sends are queued or in flight.
+  void wait_below(int64_t n) {
+    WaitClock clock;
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [&] { return outstanding_ < n || error_; });
+    if (error_) std::rethrow_exception(error_);
   }
+  void drain() { wait_below(1); }
+
+ private:
+  struct Job {
+    torch::Tensor tensor;
+    int to;
+    uint32_t tag;
+  };
+  void run() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        work_cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (stop_) return;  // normally after drain(); otherwise the compute thread failed
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      if (!failed()) {
+        try {
+          std::vector<torch::Tensor> v = {job.tensor};
+          group_.send(v, job.to, static_cast<int>(job.tag))->wait();
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          error_ = std::current_exception();
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        --outstanding_;
+      }
+      done_cv_.notify_all();
+    }
+  }
+  bool failed() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<bool>(error_);
+  }
+
+  c10d::ProcessGroup& group_;
+  std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<Job> jobs_;
+  int64_t outstanding_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
+// Receives the dk/dv of this rank's packets from the ranks that computed them, in the order
+// expected, on a thread of its own; the compute thread adds what has landed whenever it likes,
+// so that it never waits for a peer's compute in the middle of its own.
+class GradReceiver {
+ public:
+  GradReceiver(c10d::ProcessGroup& group, torch::Tensor like)
+      : group_(group), like_(std::move(like)), thread_([this] { run(); }) {}
+  ~GradReceiver() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void expect(const Packet& p, int from, uint32_t tag) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      jobs_.push_back({p, from, tag});
+      ++outstanding_;
+    }
+    cv_.notify_all();
+  }
+  // Adds what has arrived into dk, dv; with all = true first waits for everything expected.
+  void land(const torch::Tensor& dk, const torch::Tensor& dv, bool all) {
+    std::deque<std::pair<Packet, torch::Tensor>> landed;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (all) {
+        WaitClock clock;
+        cv_.wait(lock, [&] { return outstanding_ == 0 || error_; });
+      }
+      if (error_) std::rethrow_exception(error_);
+      landed.swap(landed_);
+    }
+    for (const auto& [p, g] : landed) {
+      dk.narrow(2, p.offset, p.length).add_(g[0]);
+      dv.narrow(2, p.offset, p.length).add_(g[1]);
+    }
+  }
+
+ private:
+  struct Job {
+    Packet packet;
+    int from;
+    uint32_t tag;
+  };
+  void run() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (stop_) return;
+        job = jobs_.front();
+        jobs_.pop_front();
+      }
+      torch::Tensor buffer;
+      std::exception_ptr error;
+      try {
+        buffer = torch::empty({2, like_.size(0), like_.size(1), job.packet.length, like_.size(3)}, like_.options());
+        std::vector<torch::Tensor> v = {buffer};
+        group_.recv(v, job.from, static_cast<int>(job.tag))->wait();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (error) error_ = error;
+        else landed_.emplace_back(job.packet, buffer);
+        --outstanding_;
+      }
+      cv_.notify_all();
+      if (error) return;  // the rest would wait for the same dead peer
+    }
+  }
+
+  c10d::ProcessGroup& group_;
+  torch::Tensor like_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  std::deque<std::pair<Packet, torch::Tensor>> landed_;
+  int64_t outstanding_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
 };
 
 // [2, B, H, rows, D]: a packet's k and v rows, contiguous, for sending.
@@ -272,13 +457,101 @@ torch::Tensor packet_buffer(const torch::Tensor& like, const Packet& p) {
   return torch::empty({2, like.size(0), like.size(1), p.length, like.size(3)}, like.options());
 }
 
+// Packets queued for sending, and receives posted, ahead of the compute.
+constexpr size_t kDepth = 4;
+
+// A received packet: its k and v rows [2, B, H, rows, D].
+struct Received {
+  c10::intrusive_ptr<c10d::Work> work;
+  torch::Tensor kv;
+  Packet packet{};
+  int64_t index = 0;
+};
+
+// Round s of the exchange: this rank's packets to rank + s (through the sender), rank - s's
+// packets in (receives posted up to kDepth ahead of the compute).
+class Round {
+ public:
+  Round(const CrossRankState& s, const torch::Tensor& k, const torch::Tensor& v, int round)
+      : s_(s), k_(k), v_(v), round_(round), to_((s.rank() + round) % s.size()),
+        from_((s.rank() - round + s.size()) % s.size()), out_(s.packets(s.rank(), to_)), in_(s.packets(from_, s.rank())) {}
+
+  int to() const { return to_; }
+  int from() const { return from_; }
+  const std::vector<Packet>& out() const { return out_; }
+  bool sending() const { return sent_ < out_.size(); }
+  bool receiving() const { return taken_ < in_.size(); }
+
+  // Queues what the sender has room for and posts receives up to kDepth ahead.
+  void post(Sender& sender) {
+    while (sent_ < out_.size() && sender.outstanding() < static_cast<int64_t>(kDepth)) {
+      sender.push(pack(k_, v_, out_[sent_]), to_, tag(round_, static_cast<int64_t>(sent_), 0));
+      ++sent_;
+    }
+    while (posted_ < in_.size() && flying_.size() < kDepth) {
+      Received r;
+      r.packet = in_[posted_];
+      r.index = static_cast<int64_t>(posted_);
+      r.kv = packet_buffer(k_, r.packet);
+      std::vector<torch::Tensor> t = {r.kv};
+      r.work = s_.group->recv(t, from_, static_cast<int>(tag(round_, r.index, 0)));
+      flying_.push_back(std::move(r));
+      ++posted_;
+    }
+  }
+  // The next packet in, waited for.
+  Received take() {
+    Received r = std::move(flying_.front());
+    flying_.pop_front();
+    {
+      WaitClock clock;
+      r.work->wait();
+    }
+    ++taken_;
+    return r;
+  }
+
+ private:
+  const CrossRankState& s_;
+  const torch::Tensor &k_, &v_;
+  int round_, to_, from_;
+  std::vector<Packet> out_, in_;
+  std::deque<Received> flying_;
+  size_t sent_ = 0, posted_ = 0, taken_ = 0;
+};
+
+// Runs every round: `work` is called for each received packet (and first `own`, overlapped
+// with the first transfers); a rank with nothing to compute waits for room to send.
+template <typename Own, typename Work>
+void run_rounds(const CrossRankState& s, const torch::Tensor& k, const torch::Tensor& v, Sender& sender,
+                const Own& own, const Work& work, const std::function<void(Round&)>& on_round = nullptr) {
+  bool own_done = false;
+  for (int round = 1; round < s.size(); ++round) {
+    Round rd(s, k, v, round);
+    if (on_round) on_round(rd);
+    while (rd.sending() || rd.receiving()) {
+      rd.post(sender);
+      if (!own_done) {
+        own();
+        own_done = true;
+      } else if (rd.receiving()) {
+        work(rd, rd.take());
+      } else {
+        sender.wait_below(static_cast<int64_t>(kDepth));
+      }
+    }
+  }
+  if (!own_done) own();
+  sender.drain();
+}
+
 // Inputs head-major: q (scaled), k, v [B, H, T_local, D] contiguous.
 class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, c10::intrusive_ptr<CrossRankState> s) {
     torch::NoGradGuard no_grad;
-    const int P = s->size(), r = s->rank();
+    const int r = s->rank();
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
     auto compute = [&](int64_t k_pos, const torch::Tensor& kt, const torch::Tensor& vt) {
@@ -287,31 +560,17 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
                           out.narrow(2, qp.offset, qp.length), lse.narrow(2, qp.offset, qp.length));
       });
     };
-    // The own rows first, while the first transfers fly; then each received packet while the
-    // next one arrives.
-    std::function<void()> pending = [&] {
+    auto own = [&] {
       for (const auto& kp : s->layout.pieces(r))
         compute(kp.position, k.narrow(2, kp.offset, kp.length), v.narrow(2, kp.offset, kp.length));
     };
-    for (int round = 1; round < P; ++round) {
-      const int to = (r + round) % P, from = (r - round + P) % P;
-      const auto out_list = s->packets(r, to), in_list = s->packets(from, r);
-      const int64_t ticks = std::max(out_list.size(), in_list.size());
-      for (int64_t t = 0; t < ticks; ++t) {
-        Transfers x;
-        torch::Tensor received;
-        if (t < static_cast<int64_t>(out_list.size())) x.send(*s, pack(k, v, out_list[t]), to, tag(round, t, 0));
-        if (t < static_cast<int64_t>(in_list.size())) {
-          received = packet_buffer(k, in_list[t]);
-          x.recv(*s, received, from, tag(round, t, 0));
-        }
-        if (pending) std::exchange(pending, nullptr)();
-        x.wait();
-        if (received.defined())
-          pending = [&compute, received, p = in_list[t]] { compute(p.position, received[0], received[1]); };
-      }
+    if (s->size() == 1) {
+      own();
+    } else {
+      Sender sender(*s->group);
+      run_rounds(*s, k, v, sender, own,
+                 [&](Round&, const Received& in) { compute(in.packet.position, in.kv[0], in.kv[1]); });
     }
-    if (pending) pending();
     ctx->save_for_backward({q, k, v, out, lse});
     ctx->saved_data["state"] = c10::IValue::make_capsule(s);
     return {out, lse};
@@ -322,7 +581,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
     auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
     auto s = c10::static_intrusive_pointer_cast<CrossRankState>(ctx->saved_data["state"].toCapsule());
-    const int P = s->size(), r = s->rank();
+    const int r = s->rank();
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
@@ -335,67 +594,45 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
                            dlse.defined() ? rows(dlse) : dlse, rows(dq), dkt, dvt);
       });
     };
-    bool own_done = false;
     auto own = [&] {
       for (const auto& kp : s->layout.pieces(r)) {
         auto rows = [&](const torch::Tensor& t) { return t.narrow(2, kp.offset, kp.length); };
         compute(kp.position, rows(k), rows(v), rows(dk), rows(dv));
       }
-      own_done = true;
     };
-    for (int round = 1; round < P; ++round) {
-      const int to = (r + round) % P, from = (r - round + P) % P;
-      const auto out_list = s->packets(r, to), in_list = s->packets(from, r);
-      const int64_t n_out = static_cast<int64_t>(out_list.size()), n_in = static_cast<int64_t>(in_list.size());
-      const int64_t ticks = std::max(n_out, n_in);
-      torch::Tensor received;  // k/v of in_list[t - 1]
-      Transfers grads_in_flight;
-      torch::Tensor grad_home;  // dk/dv of out_list[t - 2] coming back
-      auto add_home = [&](int64_t t) {
-        grads_in_flight.wait();
-        if (grad_home.defined()) {
-          const auto& p = out_list[t];
-          dk.narrow(2, p.offset, p.length).add_(grad_home[0]);
-          dv.narrow(2, p.offset, p.length).add_(grad_home[1]);
-          grad_home = torch::Tensor();
-        }
-      };
-      // Tick t: k/v of packet t travel while packet t - 1 is differentiated; its dk/dv go back
-      // to the owner while packet t + 1's are computed.
-      for (int64_t t = 0; t <= ticks; ++t) {
-        Transfers kv;
-        torch::Tensor next;
-        if (t < n_out) kv.send(*s, pack(k, v, out_list[t]), to, tag(round, t, 0));
-        if (t < n_in) {
-          next = packet_buffer(k, in_list[t]);
-          kv.recv(*s, next, from, tag(round, t, 0));
-        }
-        torch::Tensor partial;
-        if (!own_done) own();
-        if (received.defined()) {
-          partial = torch::zeros_like(received);
-          compute(in_list[t - 1].position, received[0], received[1], partial[0], partial[1]);
-        }
-        if (t >= 2) add_home(t - 2);
-        if (partial.defined()) grads_in_flight.send(*s, partial, from, tag(round, t - 1, 1));
-        if (t >= 1 && t - 1 < n_out) {
-          grad_home = packet_buffer(k, out_list[t - 1]);
-          grads_in_flight.recv(*s, grad_home, to, tag(round, t - 1, 1));
-        }
-        kv.wait();
-        received = next;
-      }
-      if (ticks >= 1) add_home(ticks - 1);
+    if (s->size() == 1) {
+      own();
+      return {dq, dk, dv, torch::Tensor()};
     }
-    if (!own_done) own();
+    // The k/v rounds again; each received packet's dk/dv go back to its owner (their own
+    // sender: they must not queue behind k/v), and this rank's come home on a receiver thread.
+    Sender sender(*s->group), grads_out(*s->group);
+    GradReceiver grads_in(*s->group, k);
+    run_rounds(
+        *s, k, v, sender, own,
+        [&](Round& rd, const Received& in) {
+          auto partial = torch::zeros_like(in.kv);
+          compute(in.packet.position, in.kv[0], in.kv[1], partial[0], partial[1]);
+          grads_out.push(partial, rd.from(), tag(round_of(rd, *s), in.index, 1));
+          grads_in.land(dk, dv, false);
+        },
+        [&](Round& rd) {
+          for (size_t i = 0; i < rd.out().size(); ++i)
+            grads_in.expect(rd.out()[i], rd.to(), tag(round_of(rd, *s), static_cast<int64_t>(i), 1));
+        });
+    grads_out.drain();
+    grads_in.land(dk, dv, true);
     return {dq, dk, dv, torch::Tensor()};
   }
+
+ private:
+  static int round_of(const Round& rd, const CrossRankState& s) { return (rd.to() - s.rank() + s.size()) % s.size(); }
 };
 
 int64_t default_packet_rows(const RingLayout& layout, int64_t packet_rows) {
   if (packet_rows > 0) return packet_rows;
   const int64_t share = layout.local_length(layout.rank());
-  return std::max<int64_t>(128, (share + 15) / 16);
+  return std::max<int64_t>(128, (share + 31) / 32);
 }
 
 AttentionOutput across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -10,7 +10,7 @@
 // Rows travel straight from their owner in packets of a fraction of a rank's share rather than
 // relayed round the ring as whole chunks: a relay must hold a whole received chunk (and, in
 // backward, its travelling dk/dv) while it forwards it, which would cost each rank as much again
-// as its share of q, k and v; a packet costs a sixteenth of it. Each packet goes only to the
+// as its share of q, k and v; a packet costs a thirty-second of it. Each packet goes only to the
 // ranks whose queries attend to some of it, so a causal or block-sparse mask also skips the
 // transfers (and whole rounds) it empties.
 //
@@ -55,7 +55,7 @@ class RingLayout {
 // q, k, v: this rank's rows [B, T_local, H, D] -> out [B, T_local, H, D], lse [B, T_local, H],
 // equal to the rows of dense attention over the whole sequence; differentiable in q, k, v.
 // Every rank of `group` calls it with the same layout, shapes and causal flag. A layout of one
-// rank needs no group (null). packet_rows: rows per transfer, 0 for a sixteenth of a share.
+// rank needs no group (null). packet_rows: rows per transfer, 0 for 1/32 of a share (at least 128).
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0);

@@ -12,6 +12,7 @@
 #include "train/pipeline.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/evaluator.h"
 #include "train/runtime.h"
 
@@ -52,6 +53,7 @@ Evaluate at another context length with --set data.seq_len=T (up to the model's 
                           std::to_string(p.config.model.vocab_size) + " pieces of tokenizer '" + p.config.tokenizer.path + "'");
   train::configure_runtime(p.config.train);
   model::LanguageModel model(saved.model);
+  model->to(train::training_device(p.config.train, train::distributed_env().local_rank));
   train::load_checkpoint(ckpt, model, nullptr);
   std::vector<int64_t> edges;
   if (args.flags.count("by-position")) {

@@ -51,7 +51,7 @@ metrics and checkpoints a single process would (they resume under any N and P).)
   const auto config = train::load_config(args.positional[0], args.sets);
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
   const auto groups = train::init_process_groups(env, std::chrono::seconds(config.distributed.timeout_s),
-                                                 config.distributed.sequence_parallel);
+                                                 config.distributed.sequence_parallel, config.train.device == "cuda");
   const auto& group = groups.world;
   std::optional<train::Prepared> prepared;
   if (env.rank == 0) prepared.emplace(train::prepare(args.positional[0], args.sets, train::Stage::kShards));

@@ -55,8 +55,9 @@ std::string save_checkpoint(const std::string& dir, const RunConfig& config, mod
 
   {
     torch::serialize::OutputArchive archive;
-    for (const auto& p : model->named_parameters()) archive.write(p.key(), p.value());
-    for (const auto& b : model->named_buffers()) archive.write(b.key(), b.value(), /*is_buffer=*/true);
+    // On the CPU, so that a checkpoint of a GPU run loads anywhere.
+    for (const auto& p : model->named_parameters()) archive.write(p.key(), p.value().to(torch::kCPU));
+    for (const auto& b : model->named_buffers()) archive.write(b.key(), b.value().to(torch::kCPU), /*is_buffer=*/true);
     archive.save_to((tmp / "model.pt").string());
   }
   {
@@ -132,7 +133,7 @@ TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
 
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from((dir / "model.pt").string());
+    archive.load_from((dir / "model.pt").string(), torch::Device(torch::kCPU));
   } catch (const c10::Error& e) {
     refuse(dir / "model.pt", "cannot be read as a LibTorch archive");
   }
@@ -152,7 +153,7 @@ TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
   if (optimizer) {
     torch::serialize::InputArchive oa;
     try {
-      oa.load_from((dir / "optimizer.pt").string());
+      oa.load_from((dir / "optimizer.pt").string(), model->parameters().front().device());
       optimizer->load(oa);
     } catch (const c10::Error& e) {
       refuse(dir / "optimizer.pt", "cannot be restored into this optimizer");

@@ -259,6 +259,7 @@ void validate(RunConfig& c) {
   v.require(r.ckpt_every >= 0, "train.ckpt_every", r.ckpt_every, "an integer >= 0 (0: at the end only)");
   v.require(r.keep_last >= 1, "train.keep_last", r.keep_last, "an integer >= 1");
   v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
+  v.require(r.device == "cpu" || r.device == "cuda", "train.device", r.device, "cpu or cuda");
   v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
 
   const auto& ds = c.distributed;
@@ -399,6 +400,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   train.read("keep_last", t.keep_last);
   train.read("seed", t.seed);
   train.read("threads", t.threads);
+  train.read("device", t.device);
   train.read_checkpoint_policy("activation_checkpointing", t.activation_checkpointing);
   train.read("out_dir", t.out_dir);
   train.finish();
@@ -488,7 +490,8 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "ckpt_every" << YAML::Value << t.ckpt_every
       << YAML::Key << "keep_last" << YAML::Value << t.keep_last
       << YAML::Key << "seed" << YAML::Value << t.seed
-      << YAML::Key << "threads" << YAML::Value << t.threads;
+      << YAML::Key << "threads" << YAML::Value << t.threads
+      << YAML::Key << "device" << YAML::Value << t.device;
   out << YAML::Key << "activation_checkpointing" << YAML::Value;
   switch (t.activation_checkpointing.mode) {
     case model::CheckpointPolicy::Mode::kNone: out << "none"; break;

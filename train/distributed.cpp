@@ -7,6 +7,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef LONGNET_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -77,6 +80,19 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const DistributedEnv& env, std::chron
   }
 }
 
+c10::intrusive_ptr<c10d::ProcessGroup> nccl_group(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
+                                                  std::chrono::milliseconds timeout) {
+#ifdef LONGNET_WITH_NCCL
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(std::move(store), rank, size, options);
+#else
+  (void)store, (void)rank, (void)size, (void)timeout;
+  throw ConfigError("train.device: cuda with several ranks needs NCCL, and this build has none (LibTorch without "
+                    "CUDA, or -DLONGNET_WITH_NCCL=OFF); use cpu (Gloo)");
+#endif
+}
+
 c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const DistributedEnv& env, c10::intrusive_ptr<c10d::Store> store,
                                                   int rank, int size, std::chrono::milliseconds timeout) {
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -100,18 +116,21 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& 
 }
 
 ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::milliseconds timeout,
-                                  int64_t sequence_parallel) {
+                                  int64_t sequence_parallel, bool cuda) {
   if (sequence_parallel < 1 || env.world_size % sequence_parallel != 0)
     throw ConfigError("distributed.sequence_parallel: " + std::to_string(sequence_parallel) +
                       " does not divide the " + std::to_string(env.world_size) +
                       " ranks of this run (WORLD_SIZE): expected a divisor of it");
   auto store = rendezvous(env, timeout);
+  auto make = [&](c10::intrusive_ptr<c10d::Store> s, int rank, int size) {
+    return cuda ? nccl_group(std::move(s), rank, size, timeout) : gloo_group(env, std::move(s), rank, size, timeout);
+  };
   ProcessGroups groups;
-  groups.world = gloo_group(env, store, env.rank, env.world_size, timeout);
+  groups.world = make(store, env.rank, env.world_size);
   if (sequence_parallel > 1) {
     const int P = static_cast<int>(sequence_parallel), replica = env.rank / P;
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("sequence/" + std::to_string(replica), store);
-    groups.sequence = gloo_group(env, prefixed, env.rank % P, P, timeout);
+    groups.sequence = make(c10::make_intrusive<c10d::PrefixStore>("sequence/" + std::to_string(replica), store),
+                           env.rank % P, P);
   }
   return groups;
 }

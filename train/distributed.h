@@ -40,8 +40,10 @@ struct ProcessGroups {
   int replicas() const { return size() / sequence_size(); }
 };
 
-// Throws ConfigError naming distributed.sequence_parallel when WORLD_SIZE is not a multiple of it.
+// Gloo for a CPU run; NCCL for a CUDA run (built only when Torch has CUDA: CMake option
+// LONGNET_WITH_NCCL, on by itself then). Throws ConfigError naming distributed.sequence_parallel
+// when WORLD_SIZE is not a multiple of it, and naming train.device for a CUDA run without NCCL.
 ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::milliseconds timeout,
-                                  int64_t sequence_parallel);
+                                  int64_t sequence_parallel, bool cuda = false);
 
 }  // namespace longnet::train

@@ -46,8 +46,11 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
     position_sum = torch::zeros({seq_len}, torch::kDouble);
     position_count = torch::zeros({seq_len}, torch::kDouble);
   }
+  const auto device = model->parameters().front().device();
   auto run = [&](int64_t first, int64_t n) {
     auto batch = windows.windows(first, n);
+    batch.tokens = batch.tokens.to(device);
+    batch.targets = batch.targets.to(device);
     if (edges.empty()) {
       loss_sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
     } else {
@@ -87,10 +90,13 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
   EvalMode mode(model);
   torch::NoGradGuard no_grad;
   data::WindowSampler sampler(shard, seq_len, batch_size, seed);
+  const auto device = model->parameters().front().device();
   double sum = 0;
   int64_t n = 0;
   for (int64_t i = 0; i < n_batches; ++i) {
     auto batch = sampler.batch(i);
+    batch.tokens = batch.tokens.to(device);
+    batch.targets = batch.targets.to(device);
     n += batch.targets.numel();
     if (sp) {
       sp->set_length(batch.tokens.size(1));
@@ -100,7 +106,7 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
     }
   }
   if (sp) {
-    std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::kDouble)};
+    std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
     sp->group()->allreduce(total)->wait();
     sum = total[0].item<double>();
   }

@@ -25,6 +25,7 @@ struct TrainOptions {
   int64_t keep_last = 3;         // checkpoints kept
   int64_t seed = 1337;
   int64_t threads = 0;           // intra-op threads; 0: all cores
+  std::string device = "cpu";    // cpu | cuda (under launch / torchrun: cuda:LOCAL_RANK)
   model::CheckpointPolicy activation_checkpointing;  // none | blocks | {every_k: N}
   std::string out_dir = "runs/default";
 };

@@ -4,6 +4,9 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
+#include <torch/cuda.h>
+
+#include "data/errors.h"
 #include "train/config.h"
 
 namespace longnet::train {
@@ -22,6 +25,18 @@ int configure_runtime(const TrainOptions& options) {
   const int threads = resolved_threads(options);
   at::set_num_threads(threads);
   return threads;
+}
+
+c10::Device training_device(const TrainOptions& options, int local_rank) {
+  if (options.device == "cpu") return c10::Device(c10::kCPU);
+  const int64_t n = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  if (n == 0)
+    throw ConfigError("train.device: cuda: this LibTorch sees no CUDA device (Debian's libtorch is built for the "
+                      "CPU only); use cpu");
+  if (local_rank >= n)
+    throw ConfigError("train.device: cuda: local rank " + std::to_string(local_rank) + " has no GPU of its own (" +
+                      std::to_string(n) + " visible)");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
 }
 
 }  // namespace longnet::train

@@ -42,8 +42,8 @@ std::string model_signature(const RunConfig& c) {
 }
 
 // The loss summed over the group.
-double all_reduce_loss(c10d::ProcessGroup& group, double loss) {
-  std::vector<torch::Tensor> t = {torch::tensor({loss}, torch::kDouble)};
+double all_reduce_loss(c10d::ProcessGroup& group, double loss, const torch::Device& device) {
+  std::vector<torch::Tensor> t = {torch::tensor({loss}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
   group.allreduce(t)->wait();
   return t[0].item<double>();
 }
@@ -61,6 +61,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
                                   config.distributed.sequence_parallel, config.distributed.sequence_parallel,
                                   groups.sequence_size()));
   configure_runtime(opt);
+  const auto device = training_device(opt, distributed_env().local_rank);
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   const fs::path out_dir(opt.out_dir);
   const std::string ckpt_dir = (out_dir / "checkpoints").string();
@@ -75,6 +76,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   }
 
   model::LanguageModel model(config.model);
+  model->to(device);
   model::apply_activation_checkpointing(*model, opt.activation_checkpointing);
   attention::SequenceParallelPtr sp;
   if (groups.sequence) {
@@ -125,6 +127,8 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
       if (sync && micro + 1 == opt.grad_accum) sync->arm();  // buckets go out during the last backward
       auto batch = sampler.batch(step, micro * replicas + replica);
+      batch.tokens = batch.tokens.to(device);
+      batch.targets = batch.targets.to(device);
       const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
       torch::Tensor l;
       if (sp) {
@@ -138,7 +142,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
     }
     if (sync) {
       sync->finish();
-      step_loss = all_reduce_loss(*group, step_loss);
+      step_loss = all_reduce_loss(*group, step_loss, device);
     }
     double grad_norm;
     if (opt.grad_clip > 0) {
