@@ -613,6 +613,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
         [&](Round& rd, const Received& in) {
           auto partial = torch::zeros_like(in.kv);
           compute(in.packet.position, in.kv[0], in.kv[1], partial[0], partial[1]);
+          grads_out.wait_below(static_cast<int64_t>(kDepth));  // at most kDepth partials held
           grads_out.push(partial, rd.from(), tag(round_of(rd, *s), in.index, 1));
           grads_in.land(dk, dv, false);
         },
@@ -632,7 +633,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
 int64_t default_packet_rows(const RingLayout& layout, int64_t packet_rows) {
   if (packet_rows > 0) return packet_rows;
   const int64_t share = layout.local_length(layout.rank());
-  return std::max<int64_t>(128, (share + 31) / 32);
+  return std::max<int64_t>(128, (share + 63) / 64);
 }
 
 AttentionOutput across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -3,16 +3,17 @@
 // Attention (Liu et al. 2023): the sequence is split over the P ranks, each rank keeps its
 // query rows, and every other rank's key/value rows come to it in P - 1 rounds; in round s rank
 // p exchanges with ranks p - s (from which it receives) and p + s (to which it sends), point to
-// point, the transfer of one packet overlapped with the compute of the one before, partial
-// results merged by log-sum-exp. The backward runs the rounds again and sends each packet's
-// dk/dv back to its owner, which adds it into its own.
+// point, in packets, sends on a thread of their own and receives posted a few packets ahead of
+// the compute, partial results merged by log-sum-exp. The backward runs the rounds again and
+// sends each packet's dk/dv back to its owner, which receives them on another thread and adds
+// them into its own.
 //
-// Rows travel straight from their owner in packets of a fraction of a rank's share rather than
-// relayed round the ring as whole chunks: a relay must hold a whole received chunk (and, in
-// backward, its travelling dk/dv) while it forwards it, which would cost each rank as much again
-// as its share of q, k and v; a packet costs a thirty-second of it. Each packet goes only to the
-// ranks whose queries attend to some of it, so a causal or block-sparse mask also skips the
-// transfers (and whole rounds) it empties.
+// Rows travel straight from their owner in packets of a sixty-fourth of a rank's share (at
+// least 128 rows) rather than relayed round the ring as whole chunks: a relay must hold a whole
+// received chunk (and, in backward, its travelling dk/dv) while it forwards it, which costs each
+// rank as much again as its share of q, k and v. Each packet goes only to the ranks whose
+// queries attend to some of it, so a causal or block-sparse mask also skips the transfers (and
+// whole rounds) it empties.
 //
 // Causal runs use the zigzag split: the sequence is cut into 2P chunks and rank p holds chunks
 // p and 2P-1-p, so every rank has the same share of the causal triangle. Lengths that do not
@@ -55,7 +56,7 @@ class RingLayout {
 // q, k, v: this rank's rows [B, T_local, H, D] -> out [B, T_local, H, D], lse [B, T_local, H],
 // equal to the rows of dense attention over the whole sequence; differentiable in q, k, v.
 // Every rank of `group` calls it with the same layout, shapes and causal flag. A layout of one
-// rank needs no group (null). packet_rows: rows per transfer, 0 for 1/32 of a share (at least 128).
+// rank needs no group (null). packet_rows: rows per transfer, 0 for 1/64 of a share (at least 128).
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0);
