@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -47,6 +48,22 @@ struct DilatedAcrossState : torch::CustomClassHolder {
   DilatedAcrossState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, AttentionOptions o, bool c)
       : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c) {}
 };
+
+// Waits for the transfers, the time counted as waiting (ring.h's figures).
+void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto& w : works) w->wait();
+  record_transfers(0, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// f(segment index) for my segments whose keys are all mine (local) or not.
+template <typename F>
+void for_segments(const Plan& plan, int me, bool local, const F& f) {
+  for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
+    const auto& keys = plan.segments[gi].key_ranks;
+    if ((keys.size() == 1 && keys[0] == me) == local) f(gi);
+  }
+}
 
 int64_t heads_of(const DilatedUnit& u) { return (u.h_end - u.h_first + u.h_step - 1) / u.h_step; }
 
@@ -124,10 +141,11 @@ BlockViews block_views(const Plan& plan, const std::vector<size_t>& blocks, int 
   return views;
 }
 
-// Sends my kept k/v rows to the peers that attend to them and receives theirs: returns, per
+// Sends my kept k/v rows to the peers that attend to them and receives theirs, running
+// `meanwhile` (the segments that need nothing from a peer) while they travel: returns, per
 // peer, the received flat buffer.
 std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Plan& plan, const torch::Tensor& k,
-                                           const torch::Tensor& v, int tag) {
+                                           const torch::Tensor& v, int tag, const std::function<void()>& meanwhile) {
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::vector<torch::Tensor> keep_alive;
   const int me = s.layout.rank();
@@ -141,6 +159,7 @@ std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Pl
     }
     std::vector<torch::Tensor> buf = {torch::cat(parts)};
     keep_alive.push_back(buf[0]);
+    record_transfers(buf[0].numel() * buf[0].element_size(), 0);
     works.push_back(s.group->send(buf, x, tag));
   }
   std::map<int, torch::Tensor> received;
@@ -149,7 +168,8 @@ std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Pl
     received[x] = buf[0];
     works.push_back(s.group->recv(buf, x, tag));
   }
-  for (auto& w : works) w->wait();
+  meanwhile();
+  wait_all(works);
   return received;
 }
 
@@ -179,10 +199,8 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
     const Plan plan = make_plan(*s, q);
-    auto received = exchange_rows(*s, plan, k, v, 0);
     std::map<int, BlockViews> from;
-    for (const auto& [x, blocks] : plan.from) from[x] = block_views(plan, blocks, x, received.at(x), B, D);
-    for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
+    auto segment = [&](size_t gi) {
       const auto& g = plan.segments[gi];
       const auto& u = plan.units[g.unit];
       std::vector<torch::Tensor> ks, vs;
@@ -200,7 +218,10 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
       torch::Tensor o, l;
       tiled_forward(kept_view(q, u, g.kept[me]), kg, vg, segment_spec(*s, g, u, me), o, l);
       merge_into_(kept_view(out, u, g.kept[me]), kept_view(lse, u, g.kept[me]), o, l);
-    }
+    };
+    auto received = exchange_rows(*s, plan, k, v, 0, [&] { for_segments(plan, me, true, segment); });
+    for (const auto& [x, blocks] : plan.from) from[x] = block_views(plan, blocks, x, received.at(x), B, D);
+    for_segments(plan, me, false, segment);
     ctx->save_for_backward({q, k, v, out, lse});
     ctx->saved_data["state"] = c10::IValue::make_capsule(s);
     return {out, lse};
@@ -217,15 +238,9 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     const Plan plan = make_plan(*s, q);
-    auto received = exchange_rows(*s, plan, k, v, 1);
     std::map<int, BlockViews> from, grads_to_owner;
     std::map<int, torch::Tensor> grad_flat;  // dk/dv of each peer's rows I attended to
-    for (const auto& [x, blocks] : plan.from) {
-      from[x] = block_views(plan, blocks, x, received.at(x), B, D);
-      grad_flat[x] = torch::zeros_like(received.at(x));
-      grads_to_owner[x] = block_views(plan, blocks, x, grad_flat[x], B, D);
-    }
-    for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
+    auto segment = [&](size_t gi) {
       const auto& g = plan.segments[gi];
       const auto& u = plan.units[g.unit];
       std::vector<torch::Tensor> ks, vs, dks, dvs;
@@ -258,11 +273,19 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
           at += m;
         }
       }
+    };
+    auto received = exchange_rows(*s, plan, k, v, 1, [&] { for_segments(plan, me, true, segment); });
+    for (const auto& [x, blocks] : plan.from) {
+      from[x] = block_views(plan, blocks, x, received.at(x), B, D);
+      grad_flat[x] = torch::zeros_like(received.at(x));
+      grads_to_owner[x] = block_views(plan, blocks, x, grad_flat[x], B, D);
     }
+    for_segments(plan, me, false, segment);
     // dk/dv of the rows other ranks attended to come home; mine go to their owners.
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& [x, flat] : grad_flat) {
       std::vector<torch::Tensor> buf = {flat};
+      record_transfers(flat.numel() * flat.element_size(), 0);
       works.push_back(s->group->send(buf, x, 2));
     }
     std::map<int, torch::Tensor> home;
@@ -271,7 +294,7 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
       home[x] = buf[0];
       works.push_back(s->group->recv(buf, x, 2));
     }
-    for (auto& w : works) w->wait();
+    wait_all(works);
     for (const auto& [x, blocks] : plan.to) {
       auto views = block_views(plan, blocks, me, home.at(x), B, D);
       for (size_t gi : blocks) {

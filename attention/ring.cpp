@@ -663,6 +663,10 @@ void reset_ring_wait_seconds() {
   g_bytes_sent = 0;
 }
 int64_t ring_bytes_sent() { return g_bytes_sent.load(); }
+void record_transfers(int64_t bytes_sent, double wait_seconds) {
+  g_bytes_sent += bytes_sent;
+  g_wait_ns += static_cast<int64_t>(wait_seconds * 1e9);
+}
 
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,

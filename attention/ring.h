@@ -75,5 +75,7 @@ double ring_wait_seconds();
 void reset_ring_wait_seconds();
 // Bytes of k/v (and dk/dv) this process has sent since the last reset.
 int64_t ring_bytes_sent();
+// For the other cross-rank kernels (dilated): adds to both figures.
+void record_transfers(int64_t bytes_sent, double wait_seconds);
 
 }  // namespace longnet::attention

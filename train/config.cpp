@@ -259,7 +259,7 @@ void validate(RunConfig& c) {
   v.require(r.ckpt_every >= 0, "train.ckpt_every", r.ckpt_every, "an integer >= 0 (0: at the end only)");
   v.require(r.keep_last >= 1, "train.keep_last", r.keep_last, "an integer >= 1");
   v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
-  v.require(r.device == "cpu" || r.device == "cuda", "train.device", r.device, "cpu or cuda");
+  v.require(r.device == "cpu" || r.device == "cuda", "train.device", "'" + r.device + "'", "cpu or cuda");
   v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
 
   const auto& ds = c.distributed;

@@ -1,9 +1,11 @@
 // YAML -> RunConfig: defaults, overrides, and a clear error for every kind of bad input.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include "data/errors.h"
 #include "tests/support/support.h"
 #include "train/config.h"
+#include "train/runtime.h"
 
 namespace longnet::testing {
 namespace {
@@ -56,6 +58,25 @@ TEST_F(ConfigTest, UnknownKeyNamesFileKeyAndValidKeys) {
   EXPECT_NE(e.find("test.yaml"), std::string::npos) << e;
   EXPECT_NE(e.find("train.stpes"), std::string::npos) << e;
   EXPECT_NE(e.find("steps"), std::string::npos) << e;
+}
+
+TEST_F(ConfigTest, DistributedAndDeviceKeysAreValidatedByName) {
+  EXPECT_NE(error_of(base, {"train.device=tpu"}).find("train.device: expected cpu or cuda, got 'tpu'"), std::string::npos);
+  EXPECT_NE(error_of(base, {"distributed.sequence_parallel=0"}).find("distributed.sequence_parallel"), std::string::npos);
+  EXPECT_NE(error_of(base, {"data.seq_len=8", "distributed.sequence_parallel=8"}).find("at most data.seq_len / 2 = 4"),
+            std::string::npos);
+  EXPECT_NE(error_of(base, {"distributed.bucket_mb=0"}).find("distributed.bucket_mb"), std::string::npos);
+  auto c = train::parse_config(base, "test.yaml", {"train.device=cuda", "distributed.sequence_parallel=2"});
+  EXPECT_EQ(train::parse_config(train::to_yaml(c), "resolved.yaml").train.device, "cuda");
+  // Without a GPU (this machine, Debian's CPU-only LibTorch) a CUDA run is refused by name.
+  if (!torch::cuda::is_available()) {
+    try {
+      train::training_device(c.train, 0);
+      FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("train.device: cuda: this LibTorch sees no CUDA device"), std::string::npos);
+    }
+  }
 }
 
 TEST_F(ConfigTest, UnknownSectionIsAnError) {
