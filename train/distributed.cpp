@@ -115,6 +115,46 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& 
   return gloo_group(env, rendezvous(env, timeout), env.rank, env.world_size, timeout);
 }
 
+Heartbeat::Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size)
+    : store_(std::move(store)), rank_(rank), world_size_(world_size) {
+  thread_ = std::thread([this] {
+    const std::string key = "heartbeat/" + std::to_string(rank_);
+    while (!stop_) {
+      try {
+        store_->add(key, 1);
+      } catch (const std::exception&) {
+        return;  // the store is gone (rank 0 exited): nothing left to tell
+      }
+      for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+}
+
+Heartbeat::~Heartbeat() {
+  stop_ = true;
+  thread_.join();
+}
+
+std::string Heartbeat::diagnose() const {
+  auto read = [&] {
+    std::vector<int64_t> beats;
+    for (int r = 0; r < world_size_; ++r) beats.push_back(store_->add("heartbeat/" + std::to_string(r), 0));
+    return beats;
+  };
+  try {
+    const auto before = read();
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+    const auto after = read();
+    std::string dead;
+    for (int r = 0; r < world_size_; ++r)
+      if (r != rank_ && after[r] == before[r]) dead += (dead.empty() ? "rank " : " and rank ") + std::to_string(r);
+    if (dead.empty()) return "every rank is alive: one hung or is too slow for distributed.timeout_s";
+    return dead + (dead.find(" and ") == std::string::npos ? " stopped" : " stopped") + " (no heartbeat for 3 s)";
+  } catch (const std::exception&) {
+    return "rank 0 stopped (the rendezvous store it hosts is gone)";
+  }
+}
+
 ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::milliseconds timeout,
                                   int64_t sequence_parallel, bool cuda) {
   if (sequence_parallel < 1 || env.world_size % sequence_parallel != 0)
@@ -127,6 +167,7 @@ ProcessGroups init_process_groups(const DistributedEnv& env, std::chrono::millis
   };
   ProcessGroups groups;
   groups.world = make(store, env.rank, env.world_size);
+  groups.heartbeat = std::make_shared<Heartbeat>(store, env.rank, env.world_size);
   if (sequence_parallel > 1) {
     const int P = static_cast<int>(sequence_parallel), replica = env.rank / P;
     groups.sequence = make(c10::make_intrusive<c10d::PrefixStore>("sequence/" + std::to_string(replica), store),

@@ -5,8 +5,13 @@
 // ProcessGroupGloo. A single process (no RANK) gets no group.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
+#include <thread>
 
 namespace longnet::train {
 
@@ -27,12 +32,31 @@ DistributedEnv distributed_env();
 // instead of hanging on a dead peer.
 c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout);
 
+// Every rank bumps a counter of its own in the rendezvous store once a second, from a thread
+// of its own. After a collective failed, the ranks whose counter stands still are the dead
+// ones (a counter, not a clock: the hosts' clocks need not agree).
+class Heartbeat {
+ public:
+  Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size);
+  ~Heartbeat();
+  // "rank 1 and rank 3 stopped (no heartbeat for 3 s)", or that every rank still beats, or that
+  // the store itself (on rank 0) is gone; takes about 3 seconds.
+  std::string diagnose() const;
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  int rank_, world_size_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // The groups of a run with sequence parallelism P (distributed.sequence_parallel): the world
 // of W ranks is W / P data-parallel replicas, replica d being the P consecutive ranks
 // [d P, (d + 1) P) that share every sequence. Default-constructed: a single process.
 struct ProcessGroups {
   c10::intrusive_ptr<c10d::ProcessGroup> world;     // all ranks: gradients, barriers
   c10::intrusive_ptr<c10d::ProcessGroup> sequence;  // this rank's replica; null when P = 1
+  std::shared_ptr<Heartbeat> heartbeat;              // names the dead after a failure
   int rank() const { return world ? world->getRank() : 0; }
   int size() const { return world ? world->getSize() : 1; }
   int sequence_size() const { return sequence ? sequence->getSize() : 1; }

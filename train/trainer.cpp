@@ -117,87 +117,102 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   const auto params = model->parameters();
   std::optional<GradientSync> sync;
   if (group) sync.emplace(params, group, config.distributed.bucket_mb << 20);
-  while (state.step < opt.steps) {
-    const int64_t step = state.step;
-    const double lr = learning_rate(opt, step);
-    set_learning_rate(*optimizer, lr);
-    if (sync) sync->zero();
-    else optimizer->zero_grad();
-    double step_loss = 0;
-    for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
-      if (sync && micro + 1 == opt.grad_accum) sync->arm();  // buckets go out during the last backward
-      auto batch = sampler.batch(step, micro * replicas + replica);
-      batch.tokens = batch.tokens.to(device);
-      batch.targets = batch.targets.to(device);
-      const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
-      torch::Tensor l;
-      if (sp) {
-        sp->set_length(batch.tokens.size(1));
-        l = model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)) * scale;
-      } else {
-        l = model->loss_sum(batch.tokens, batch.targets) * scale;
+  // A collective that fails (a peer died, or hung past distributed.timeout_s) ends the run here,
+  // before the step's checkpoint, with the ranks that stopped named.
+  try {
+    while (state.step < opt.steps) {
+      const int64_t step = state.step;
+      const double lr = learning_rate(opt, step);
+      set_learning_rate(*optimizer, lr);
+      if (sync) sync->zero();
+      else optimizer->zero_grad();
+      double step_loss = 0;
+      for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
+        if (sync && micro + 1 == opt.grad_accum) sync->arm();  // buckets go out during the last backward
+        auto batch = sampler.batch(step, micro * replicas + replica);
+        batch.tokens = batch.tokens.to(device);
+        batch.targets = batch.targets.to(device);
+        const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
+        torch::Tensor l;
+        if (sp) {
+          sp->set_length(batch.tokens.size(1));
+          l = model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)) * scale;
+        } else {
+          l = model->loss_sum(batch.tokens, batch.targets) * scale;
+        }
+        l.backward();
+        step_loss += l.item<double>();
       }
-      l.backward();
-      step_loss += l.item<double>();
-    }
-    if (sync) {
-      sync->finish();
-      step_loss = all_reduce_loss(*group, step_loss, device);
-    }
-    double grad_norm;
-    if (opt.grad_clip > 0) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(params, opt.grad_clip);
-    } else {
-      double sq = 0;
-      for (const auto& p : params)
-        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
-      grad_norm = std::sqrt(sq);
-    }
-    optimizer->step();
-    state.step += 1;
-    state.tokens_seen += tokens_per_step;
-    loss = step_loss;
-    if (!std::isfinite(loss))
-      throw Error(fmt::format("training diverged at step {}: loss is {} (lower train.lr or raise train.warmup_steps)", state.step, loss));
-    ++window_steps;
+      if (sync) {
+        sync->finish();
+        step_loss = all_reduce_loss(*group, step_loss, device);
+      }
+      double grad_norm;
+      if (opt.grad_clip > 0) {
+        grad_norm = torch::nn::utils::clip_grad_norm_(params, opt.grad_clip);
+      } else {
+        double sq = 0;
+        for (const auto& p : params)
+          if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+        grad_norm = std::sqrt(sq);
+      }
+      optimizer->step();
+      state.step += 1;
+      state.tokens_seen += tokens_per_step;
+      loss = step_loss;
+      if (!std::isfinite(loss))
+        throw Error(fmt::format("training diverged at step {}: loss is {} (lower train.lr or raise train.warmup_steps)",
+                                state.step, loss));
+      ++window_steps;
 
-    const bool last = state.step == opt.steps;
-    nlohmann::json record;
-    if (state.step % opt.log_every == 0 || last) {
-      const auto now = std::chrono::steady_clock::now();
-      const double window_s = std::chrono::duration<double>(now - t_window).count();
-      const double step_s = window_s / static_cast<double>(window_steps);
-      const double tok_s = static_cast<double>(tokens_per_step) / step_s;
-      spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | ETA {}",
-                   state.step, opt.steps, loss, lr, grad_norm, tok_s, 1e3 * step_s,
-                   format_duration(step_s * static_cast<double>(opt.steps - state.step)));
-      record = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                {"tokens_per_s", tok_s}, {"ms_per_step", 1e3 * step_s}, {"tokens_seen", state.tokens_seen}};
-      t_window = now;
-      window_steps = 0;
+      const bool last = state.step == opt.steps;
+      nlohmann::json record;
+      if (state.step % opt.log_every == 0 || last) {
+        const auto now = std::chrono::steady_clock::now();
+        const double window_s = std::chrono::duration<double>(now - t_window).count();
+        const double step_s = window_s / static_cast<double>(window_steps);
+        const double tok_s = static_cast<double>(tokens_per_step) / step_s;
+        spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | ETA {}",
+                     state.step, opt.steps, loss, lr, grad_norm, tok_s, 1e3 * step_s,
+                     format_duration(step_s * static_cast<double>(opt.steps - state.step)));
+        record = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                  {"tokens_per_s", tok_s}, {"ms_per_step", 1e3 * step_s}, {"tokens_seen", state.tokens_seen}};
+        t_window = now;
+        window_steps = 0;
+      }
+      const bool evaluate = (opt.eval_every > 0 && state.step % opt.eval_every == 0) || last;
+      double val = NAN;
+      if (evaluate && (lead || (sp && replica == 0)))  // a sequence-parallel model needs all its ranks
+        val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed,
+                          sp);
+      if (lead && evaluate) {
+        spdlog::info("step {:>6}/{} | val_loss {:.4f} | val_ppl {:.2f}", state.step, opt.steps, val, std::exp(val));
+        if (record.is_null()) record = {{"step", state.step}, {"loss", loss}, {"lr", lr}};
+        record["val_loss"] = val;
+        summary.last_val_loss = val;
+        t_window = std::chrono::steady_clock::now();  // keep evaluation out of the tokens/s figure
+        window_steps = 0;
+      }
+      if (lead && !record.is_null()) metrics->write(record);
+      if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last) {
+        if (group) group->barrier()->wait();  // every rank has finished this step
+      }
+      if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last)) {
+        const auto path = save_checkpoint(ckpt_dir, config, model, *optimizer, state, opt.keep_last);
+        spdlog::info("saved checkpoint {}", path);
+        t_window = std::chrono::steady_clock::now();
+        window_steps = 0;
+      }
     }
-    const bool evaluate = (opt.eval_every > 0 && state.step % opt.eval_every == 0) || last;
-    double val = NAN;
-    if (evaluate && (lead || (sp && replica == 0)))  // a sequence-parallel model needs all its ranks
-      val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed, sp);
-    if (lead && evaluate) {
-      spdlog::info("step {:>6}/{} | val_loss {:.4f} | val_ppl {:.2f}", state.step, opt.steps, val, std::exp(val));
-      if (record.is_null()) record = {{"step", state.step}, {"loss", loss}, {"lr", lr}};
-      record["val_loss"] = val;
-      summary.last_val_loss = val;
-      t_window = std::chrono::steady_clock::now();  // keep evaluation out of the tokens/s figure
-      window_steps = 0;
-    }
-    if (lead && !record.is_null()) metrics->write(record);
-    if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last) {
-      if (group) group->barrier()->wait();  // every rank has finished this step
-    }
-    if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last)) {
-      const auto path = save_checkpoint(ckpt_dir, config, model, *optimizer, state, opt.keep_last);
-      spdlog::info("saved checkpoint {}", path);
-      t_window = std::chrono::steady_clock::now();
-      window_steps = 0;
-    }
+  } catch (const Error&) {
+    throw;  // ours: already says what went wrong
+  } catch (const std::exception& e) {  // c10::Error, or Gloo's exceptions passed through c10d
+    if (!group) throw;
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    std::string what = c10_error ? c10_error->what_without_backtrace() : e.what();
+    what = what.substr(0, what.find('\n'));
+    const std::string who = groups.heartbeat ? groups.heartbeat->diagnose() : "no heartbeat to tell who stopped";
+    throw Error(fmt::format("rank {}: step {} failed across the ranks: {}; {}", rank, state.step + 1, who, what));
   }
   summary.final_step = state.step;
   summary.last_loss = loss;

@@ -17,20 +17,21 @@ struct Case {
   bool causal;
 };
 
-void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol, int64_t key_block) {
+void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol, int64_t key_block,
+                          const std::string& kind = "dense") {
   auto opts = torch::TensorOptions().dtype(dtype);
   auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   attention::AttentionOptions o;
-  o.kind = "dense";
+  o.kind = kind;
   o.block_size = c.block;
   o.key_block = key_block;
   auto kernel = attention::make_kernel(o);
   auto got = kernel->forward(q, k, v, c.causal);
   auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
   auto want = masked_attention(q, k, v, allowed);
-  SCOPED_TRACE(::testing::Message() << "B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D
+  SCOPED_TRACE(::testing::Message() << kind << " B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D
                                     << " block=" << c.block << " key_block=" << key_block
                                     << " causal=" << c.causal);
   expect_matches_oracle(got, want, q, k, v, tol);
@@ -46,14 +47,17 @@ const Case kCases[] = {
     {2, 64, 4, 8, 64, true},  {1, 1, 1, 4, 8, true},    {2, 50, 5, 8, 7, false},   {1, 97, 2, 8, 200, false},
 };
 
+// `ring` in one process is dense attention through the cross-rank code (one rank, no group).
 TEST_F(DenseTest, MatchesOracleFloat64) {
-  for (const auto& c : kCases)
-    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block);
+  for (const std::string kind : {"dense", "ring"})
+    for (const auto& c : kCases)
+      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block, kind);
 }
 
 TEST_F(DenseTest, MatchesOracleFloat32) {
-  for (const auto& c : kCases)
-    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kFloat, 1e-5, key_block);
+  for (const std::string kind : {"dense", "ring"})
+    for (const auto& c : kCases)
+      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kFloat, 1e-5, key_block, kind);
 }
 
 // With two threads the (batch, head) units of the tiled core run one per thread (6 units

@@ -2,18 +2,23 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
+#include <thread>
 
 #include "data/atomic_file.h"
 #include "data/errors.h"
+#include "model/lm.h"
 #include "tests/support/support.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/optimizer.h"
-#include "train/pipeline.h"
 #include "train/distributed.h"
+#include "train/pipeline.h"
 #include "train/trainer.h"
 
 namespace longnet::testing {
@@ -256,19 +261,66 @@ TEST_F(TrainerTest, DataAndSequenceParallelTogetherReproduceOneProcessRun) {
   expect_same_metrics(metrics("single"), metrics("dpsp"));
 }
 
-// Run by the test above in each rank.
-TEST(DistributedWorker, DISABLED_Train) {
+// A rank that dies in the middle of a run (rank 1 exits after 1.5 s) stops the other within
+// distributed.timeout_s, with an error that names it; the broken step writes no checkpoint, and
+// the latest one is whole.
+TEST_F(TrainerTest, ADeadRankStopsTheOthersNamingItWithinTheTimeout) {
+  run("single", {"train.steps=2"});  // the tokenizer and shards
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string sets = "train.steps=100000;train.ckpt_every=5;train.eval_every=0;distributed.timeout_s=3;";
+  sets += "train.out_dir=" + dir.str("dead");
+  const auto status = run_ranks(2, "DistributedWorker.DISABLED_TrainUntilAPeerDies",
+                                {"LONGNET_TEST_CONFIG=" + config_path, "LONGNET_TEST_SETS=" + sets,
+                                 "LONGNET_TEST_DIE_AFTER_MS=1500"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(status, (std::vector<int>{0, 3}));  // rank 0's worker checks the error it got
+  EXPECT_LT(seconds, 30.0);
+  const auto latest = train::latest_checkpoint(dir.str("dead/checkpoints"));
+  ASSERT_TRUE(latest);
+  auto p = train::prepare(config_path, {}, train::Stage::kTokenizer);
+  model::LanguageModel m(p.config.model);
+  EXPECT_GT(train::load_checkpoint(*latest, m, nullptr).step, 0);
+}
+
+// The tiny config with LONGNET_TEST_SETS (';'-separated overrides), as a rank reads it.
+train::Prepared worker_run() {
   const char* config = std::getenv("LONGNET_TEST_CONFIG");
   const char* sets_text = std::getenv("LONGNET_TEST_SETS");
-  ASSERT_TRUE(config && sets_text) << "run through TrainerTest.DataParallelRanksReproduceOneProcessRun";
+  if (!config || !sets_text) throw std::runtime_error("run through a TrainerTest");
   std::vector<std::string> sets;
   std::stringstream ss(sets_text);
   for (std::string s; std::getline(ss, s, ';');)
     if (!s.empty()) sets.push_back(s);
+  return train::prepare(config, sets, train::Stage::kShards, false);
+}
+
+// Run by the tests above in each rank.
+TEST(DistributedWorker, DISABLED_Train) {
   const auto env = train::distributed_env();
-  auto p = train::prepare(config, sets, train::Stage::kShards, false);
+  auto p = worker_run();
   auto groups = train::init_process_groups(env, std::chrono::seconds(60), p.config.distributed.sequence_parallel);
   train::train_model(p.config, *p.shards, groups);
+}
+
+TEST(DistributedWorker, DISABLED_TrainUntilAPeerDies) {
+  const auto env = train::distributed_env();
+  auto p = worker_run();
+  auto groups = train::init_process_groups(env, std::chrono::seconds(p.config.distributed.timeout_s), 1);
+  if (env.rank == 1) {
+    const int ms = std::atoi(std::getenv("LONGNET_TEST_DIE_AFTER_MS"));
+    std::thread([ms] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      std::_Exit(3);
+    }).detach();
+  }
+  try {
+    train::train_model(p.config, *p.shards, groups);
+    ADD_FAILURE() << "training returned with a dead peer";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0: step "), std::string::npos) << what;
+    EXPECT_NE(what.find("rank 1 stopped"), std::string::npos) << what;
+  }
 }
 
 }  // namespace
