@@ -5,7 +5,9 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
+#include <limits>
 #include <mutex>
+#include <stdexcept>
 
 namespace longnet::train {
 
@@ -13,8 +15,13 @@ struct GradientSync::State {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   std::vector<torch::Tensor> flat;                      // one per bucket
   std::vector<int64_t> bucket_of;                       // per parameter
-  std::vector<int64_t> size;                            // parameters per bucket
-  std::vector<int64_t> pending;                         // per bucket, this pass
+  std::vector<std::vector<int64_t>> members;            // parameters per bucket
+  // How often each parameter's gradient is accumulated in one backward: once, or once per
+  // recomputed piece that uses it (activation checkpointing, MLP chunks run nested backward
+  // passes). Learned in the first step, whose buckets all go out at the end.
+  std::vector<int64_t> expected, fired;
+  bool learned = false, late = false;
+  std::vector<int64_t> pending;                         // per bucket: accumulations still to come
   std::vector<c10::intrusive_ptr<c10d::Work>> work;     // per bucket, launched
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: they hold the hooks
   size_t next = 0;                                      // next bucket to launch
@@ -32,8 +39,11 @@ struct GradientSync::State {
   void ready(int64_t param) {
     std::lock_guard<std::mutex> lock(mutex);
     if (!armed) return;
+    ++fired[param];
+    if (!learned) return;
     const int64_t b = bucket_of[param];
-    if (pending[b] > 0 && --pending[b] == 0) launch_ready();
+    if (static_cast<size_t>(b) < next) late = true;  // its bucket is already on its way: the sum would be wrong
+    else if (pending[b] > 0 && --pending[b] == 0) launch_ready();
   }
 };
 
@@ -85,9 +95,10 @@ GradientSync::GradientSync(const std::vector<torch::Tensor>& params, c10::intrus
       s.bucket_of[k] = static_cast<int64_t>(b);
     }
     s.flat.push_back(flat);
-    s.size.push_back(static_cast<int64_t>(members[b].size()));
+    s.members.emplace_back(members[b].begin(), members[b].end());
   }
-  s.pending = s.size;
+  s.expected.assign(params.size(), 0);
+  s.fired.assign(params.size(), 0);
   s.work.resize(s.flat.size());
   for (size_t k = 0; k < params.size(); ++k) {
     auto acc = torch::autograd::impl::grad_accumulator(params[k]);
@@ -106,10 +117,17 @@ void GradientSync::zero() {
 }
 
 void GradientSync::arm() {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  state_->pending = state_->size;
-  state_->next = 0;
-  state_->armed = true;
+  auto& s = *state_;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.fired.assign(s.fired.size(), 0);
+  s.pending.assign(s.flat.size(), 0);
+  for (size_t b = 0; b < s.flat.size(); ++b)
+    for (int64_t k : s.members[b]) s.pending[b] += s.learned ? s.expected[k] : 1;
+  if (!s.learned) s.pending.assign(s.flat.size(), std::numeric_limits<int64_t>::max());
+  s.next = 0;
+  s.late = false;
+  s.armed = true;
+  if (s.learned) s.launch_ready();  // buckets whose parameters get no gradient
 }
 
 void GradientSync::finish() {
@@ -120,11 +138,18 @@ void GradientSync::finish() {
     for (auto& p : s.pending) p = 0;  // parameters that got no gradient this step: zeros
     s.launch_ready();
     s.armed = false;
+    if (!s.learned) {
+      s.expected = s.fired;
+      s.learned = true;
+    }
   }
   for (auto& w : s.work) {
     if (w) w->wait();
     w.reset();
   }
+  if (s.late)
+    throw std::logic_error("gradient all-reduce: a parameter's gradient arrived after its bucket was sent (the "
+                           "backward pass changed shape since the first step); the step's gradients are wrong");
 }
 
 }  // namespace longnet::train

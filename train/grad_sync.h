@@ -4,7 +4,9 @@
 // one), filled in the order backward produces them (the last layers first); a hook after each
 // parameter's gradient accumulation counts it, and a bucket whose gradients are all in is summed
 // over the group asynchronously while backward goes on. Buckets are launched in one fixed order
-// on every rank, as collectives must be.
+// on every rank, as collectives must be. A parameter's gradient may be accumulated several
+// times in one backward (activation checkpointing and MLP chunks run nested backward passes);
+// how often is learned in the first step, whose buckets all go out at its end.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/types.h>
 

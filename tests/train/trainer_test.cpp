@@ -201,12 +201,13 @@ bool run_distributed(const TempDir& dir, const std::string& config_path, int wor
   return status == std::vector<int>(static_cast<size_t>(world), 0);
 }
 
-// The losses, evaluations and token counts of two runs' metrics agree to 1e-5.
+// The losses, gradient norms, evaluations and token counts of two runs' metrics agree to 1e-5.
 void expect_same_metrics(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b) {
   ASSERT_EQ(a.size(), 20u);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << a[i]["step"];
+    EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(), 1e-5) << "step " << a[i]["step"];
     EXPECT_EQ(a[i].contains("val_loss"), b[i].contains("val_loss"));
     if (a[i].contains("val_loss")) {
       EXPECT_NEAR(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>(), 1e-5) << "step " << a[i]["step"];
@@ -224,21 +225,23 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 }
 
 // Two data-parallel ranks with grad_accum 1 see the batches of one process with grad_accum 2;
-// their losses, evaluations and checkpoints must be that run's.
+// their losses, evaluations and checkpoints must be that run's. With checkpointed blocks and
+// MLP chunks, so that parameters get their gradients in several nested backward passes.
 TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
-  run("single", with(kTwentySteps, {"train.grad_accum=2"}));  // also leaves the tokenizer and shards
-  ASSERT_TRUE(run_distributed(dir, config_path, 2, "dp", kTwentySteps));
+  const auto sets = with(kTwentySteps, {"train.activation_checkpointing=blocks", "model.mlp_chunk=8"});
+  run("single", with(sets, {"train.grad_accum=2"}));  // also leaves the tokenizer and shards
+  ASSERT_TRUE(run_distributed(dir, config_path, 2, "dp", sets));
   expect_same_metrics(metrics("single"), metrics("dp"));
   // The same checkpoints, and a single process resumes the data-parallel run.
   EXPECT_TRUE(fs::exists(dir.path() / "dp" / "checkpoints" / "step_00000020" / "model.pt"));
-  EXPECT_EQ(run("dp", {"train.steps=22", "train.lr_decay_steps=22", "train.grad_accum=2"}).start_step, 20);
+  EXPECT_EQ(run("dp", with(sets, {"train.steps=22", "train.lr_decay_steps=22", "train.grad_accum=2"})).start_step, 20);
 }
 
 // Two ranks sharing every window (zigzag split, ring attention, xPos at the rows' global
 // positions with the whole window's centre) reproduce one process; one process resumes them,
 // and they resume a one-process checkpoint.
 TEST_F(TrainerTest, SequenceParallelRanksReproduceOneProcessRun) {
-  const auto sets = with(kTwentySteps, {"model.pos=xpos"});
+  const auto sets = with(kTwentySteps, {"model.pos=xpos", "train.activation_checkpointing=blocks", "model.mlp_chunk=8"});
   run("single", sets);
   ASSERT_TRUE(run_distributed(dir, config_path, 2, "sp", with(sets, {"distributed.sequence_parallel=2"})));
   expect_same_metrics(metrics("single"), metrics("sp"));
