@@ -50,7 +50,7 @@ int cmd_launch(int argc, char** argv) {
       std::puts(R"(usage: longnet launch --nproc N [--port P] -- SUBCOMMAND [ARGS ...]
 
 Starts N processes of `longnet SUBCOMMAND ARGS` on this machine with RANK, LOCAL_RANK,
-WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT (P, default a free port) set, as torchrun
+WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT (P, default a free port) set, as torchrun
 does; they meet through a c10d TCPStore and talk over Gloo. If a process exits with an error
 or is killed, the others are stopped and launch exits 1 naming the rank.)");
       return 0;
@@ -69,12 +69,13 @@ or is killed, the others are stopped and launch exits 1 naming the rank.)");
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
     std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                                    "WORLD_SIZE=" + std::to_string(nproc), "MASTER_ADDR=127.0.0.1",
-                                    "MASTER_PORT=" + std::to_string(port)};
+                                    "WORLD_SIZE=" + std::to_string(nproc), "LOCAL_WORLD_SIZE=" + std::to_string(nproc),
+                                    "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port)};
     for (char** e = environ; *e; ++e) {
       const std::string var = *e;
       const bool ours = var.rfind("RANK=", 0) == 0 || var.rfind("LOCAL_RANK=", 0) == 0 || var.rfind("WORLD_SIZE=", 0) == 0 ||
-                        var.rfind("MASTER_ADDR=", 0) == 0 || var.rfind("MASTER_PORT=", 0) == 0;
+                        var.rfind("LOCAL_WORLD_SIZE=", 0) == 0 || var.rfind("MASTER_ADDR=", 0) == 0 ||
+                        var.rfind("MASTER_PORT=", 0) == 0;
       if (!ours) env.push_back(var);
     }
     std::vector<std::string> args = {exe};

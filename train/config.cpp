@@ -520,9 +520,10 @@ void resolve_vocab(RunConfig& c, int64_t tokenizer_vocab, const std::string& tok
   }
 }
 
-int resolved_threads(const TrainOptions& options) {
+int resolved_threads(const TrainOptions& options, int local_ranks) {
   if (options.threads > 0) return static_cast<int>(options.threads);
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, local_ranks));
 }
 
 }  // namespace longnet::train

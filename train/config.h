@@ -24,7 +24,8 @@ std::string to_yaml(const RunConfig& config);
 void apply_override(YAML::Node& root, const std::string& assignment);
 // Sets model.vocab_size from the tokenizer, or throws ConfigError when they disagree.
 void resolve_vocab(RunConfig& config, int64_t tokenizer_vocab, const std::string& tokenizer_path);
-// Thread count to use: train.threads, or all cores when 0.
-int resolved_threads(const TrainOptions& options);
+// Thread count to use: train.threads, or when 0 the cores shared among the local_ranks ranks
+// on this machine (at least 1 each).
+int resolved_threads(const TrainOptions& options, int local_ranks = 1);
 
 }  // namespace longnet::train

@@ -54,6 +54,7 @@ DistributedEnv distributed_env() {
   e.world_size = env_int("WORLD_SIZE", 1, 1);
   e.rank = env_int("RANK", 0, 0);
   e.local_rank = env_int("LOCAL_RANK", e.rank, 0);
+  e.local_world_size = env_int("LOCAL_WORLD_SIZE", 1, 1);
   e.master_port = env_int("MASTER_PORT", 29500, 1);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
   if (e.rank >= e.world_size)

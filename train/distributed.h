@@ -17,6 +17,7 @@ namespace longnet::train {
 
 struct DistributedEnv {
   int rank = 0, world_size = 1, local_rank = 0;
+  int local_world_size = 1;  // ranks on this machine (LOCAL_WORLD_SIZE, as torchrun sets it)
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   bool active() const { return world_size > 1; }

@@ -8,6 +8,7 @@
 
 #include "data/errors.h"
 #include "train/config.h"
+#include "train/distributed.h"
 
 namespace longnet::train {
 
@@ -22,7 +23,9 @@ int configure_runtime(const TrainOptions& options) {
   // which the CPU handles in microcode: ms/step crept from 64 to 89 over 2000 steps of
   // shakespeare_char. Flushing them to zero is what GPUs do anyway.
   at::globalContext().setFlushDenormal(true);
-  const int threads = resolved_threads(options);
+  // train.threads: 0 shares the cores among the ranks on this machine (OpenMP threads that
+  // outnumber the cores spin against each other).
+  const int threads = resolved_threads(options, distributed_env().local_world_size);
   at::set_num_threads(threads);
   return threads;
 }
