@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 #ifdef LONGNET_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -81,12 +82,32 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const DistributedEnv& env, std::chron
   }
 }
 
+// LibTorch 1.x: ProcessGroupGloo and ProcessGroupNCCL are process groups. 2.x splits them into
+// a ProcessGroup that dispatches to Backends registered per device type. The 2.x branch follows
+// its headers but has never been compiled: no LibTorch 2 here (see the README).
+template <typename Impl>
+c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(c10::intrusive_ptr<Impl> impl,
+                                                        c10::intrusive_ptr<c10d::Store> store, int rank, int size,
+                                                        c10::DeviceType device, const char* name) {
+#if TORCH_VERSION_MAJOR >= 2
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(std::move(store), rank, size);
+  const auto type = c10d::ProcessGroup::strToBackendType(name);
+  group->setDefaultBackend(type);
+  group->setBackend(device, type, impl);
+  return group;
+#else
+  (void)store, (void)rank, (void)size, (void)device, (void)name;
+  return impl;
+#endif
+}
+
 c10::intrusive_ptr<c10d::ProcessGroup> nccl_group(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                                                   std::chrono::milliseconds timeout) {
 #ifdef LONGNET_WITH_NCCL
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(std::move(store), rank, size, options);
+  auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
+  return as_process_group(nccl, std::move(store), rank, size, c10::DeviceType::CUDA, "nccl");
 #else
   (void)store, (void)rank, (void)size, (void)timeout;
   throw ConfigError("train.device: cuda with several ranks needs NCCL, and this build has none (LibTorch without "
@@ -107,7 +128,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> gloo_group(const DistributedEnv& env, c10
   } else {
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(std::move(store), rank, size, options);
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+  return as_process_group(gloo, std::move(store), rank, size, c10::DeviceType::CPU, "gloo");
 }
 
 }  // namespace
