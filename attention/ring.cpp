@@ -278,8 +278,10 @@ class WaitClock {
 
 // Sends tensors in the order given, each waited before the next, on a thread of its own: a
 // rank's sends go on while its compute thread computes or waits for what it receives, so that
-// uneven work between peers is not paid at every packet. A failed send (a dead peer's timeout)
-// is rethrown by the next wait_below / drain.
+// uneven work between peers is not paid at every packet, and a rank waiting for its own data
+// never holds back what others wait for. A job makes its tensor when its turn comes (packing a
+// packet then), so one is alive at a time. A failed send (a dead peer's timeout) is rethrown by
+// the next wait_below / drain.
 class Sender {
  public:
   explicit Sender(c10d::ProcessGroup& group) : group_(group), thread_([this] { run(); }) {}
@@ -291,11 +293,10 @@ class Sender {
     work_cv_.notify_all();
     thread_.join();
   }
-  void push(torch::Tensor t, int to, uint32_t tag) {
-    g_bytes_sent += static_cast<int64_t>(t.numel() * t.element_size());
+  void push(std::function<torch::Tensor()> make, int to, uint32_t tag) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      jobs_.push_back({std::move(t), to, tag});
+      jobs_.push_back({std::move(make), to, tag});
       ++outstanding_;
     }
     work_cv_.notify_all();
@@ -315,7 +316,7 @@ class Sender {
 
  private:
   struct Job {
-    torch::Tensor tensor;
+    std::function<torch::Tensor()> make;
     int to;
     uint32_t tag;
   };
@@ -331,7 +332,9 @@ class Sender {
       }
       if (!failed()) {
         try {
-          std::vector<torch::Tensor> v = {job.tensor};
+          torch::NoGradGuard no_grad;
+          std::vector<torch::Tensor> v = {job.make()};
+          g_bytes_sent += static_cast<int64_t>(v[0].numel() * v[0].element_size());
           group_.send(v, job.to, static_cast<int>(job.tag))->wait();
         } catch (...) {
           std::lock_guard<std::mutex> lock(mutex_);
@@ -468,8 +471,8 @@ struct Received {
   int64_t index = 0;
 };
 
-// Round s of the exchange: this rank's packets to rank + s (through the sender), rank - s's
-// packets in (receives posted up to kDepth ahead of the compute).
+// Round s of the exchange: this rank's packets to rank + s (all handed to the sender at the
+// start), rank - s's packets in (receives posted up to kDepth ahead of the compute).
 class Round {
  public:
   Round(const CrossRankState& s, const torch::Tensor& k, const torch::Tensor& v, int round)
@@ -479,15 +482,15 @@ class Round {
   int to() const { return to_; }
   int from() const { return from_; }
   const std::vector<Packet>& out() const { return out_; }
-  bool sending() const { return sent_ < out_.size(); }
   bool receiving() const { return taken_ < in_.size(); }
 
-  // Queues what the sender has room for and posts receives up to kDepth ahead.
-  void post(Sender& sender) {
-    while (sent_ < out_.size() && sender.outstanding() < static_cast<int64_t>(kDepth)) {
-      sender.push(pack(k_, v_, out_[sent_]), to_, tag(round_, static_cast<int64_t>(sent_), 0));
-      ++sent_;
-    }
+  // Hands every packet of this round to the sender, which packs each when it gets to it.
+  void send_all(Sender& sender) {
+    for (size_t i = 0; i < out_.size(); ++i)
+      sender.push([&k = k_, &v = v_, p = out_[i]] { return pack(k, v, p); }, to_, tag(round_, static_cast<int64_t>(i), 0));
+  }
+  // Posts receives up to kDepth ahead of the compute.
+  void post() {
     while (posted_ < in_.size() && flying_.size() < kDepth) {
       Received r;
       r.packet = in_[posted_];
@@ -517,11 +520,12 @@ class Round {
   int round_, to_, from_;
   std::vector<Packet> out_, in_;
   std::deque<Received> flying_;
-  size_t sent_ = 0, posted_ = 0, taken_ = 0;
+  size_t posted_ = 0, taken_ = 0;
 };
 
 // Runs every round: `work` is called for each received packet (and first `own`, overlapped
-// with the first transfers); a rank with nothing to compute waits for room to send.
+// with the first transfers). The compute thread only ever waits for data it needs: sending is
+// the sender's.
 template <typename Own, typename Work>
 void run_rounds(const CrossRankState& s, const torch::Tensor& k, const torch::Tensor& v, Sender& sender,
                 const Own& own, const Work& work, const std::function<void(Round&)>& on_round = nullptr) {
@@ -529,16 +533,15 @@ void run_rounds(const CrossRankState& s, const torch::Tensor& k, const torch::Te
   for (int round = 1; round < s.size(); ++round) {
     Round rd(s, k, v, round);
     if (on_round) on_round(rd);
-    while (rd.sending() || rd.receiving()) {
-      rd.post(sender);
-      if (!own_done) {
-        own();
-        own_done = true;
-      } else if (rd.receiving()) {
-        work(rd, rd.take());
-      } else {
-        sender.wait_below(static_cast<int64_t>(kDepth));
-      }
+    rd.send_all(sender);
+    rd.post();
+    if (!own_done) {
+      own();
+      own_done = true;
+    }
+    while (rd.receiving()) {
+      rd.post();
+      work(rd, rd.take());
     }
   }
   if (!own_done) own();
@@ -614,7 +617,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
           auto partial = torch::zeros_like(in.kv);
           compute(in.packet.position, in.kv[0], in.kv[1], partial[0], partial[1]);
           grads_out.wait_below(static_cast<int64_t>(kDepth));  // at most kDepth partials held
-          grads_out.push(partial, rd.from(), tag(round_of(rd, *s), in.index, 1));
+          grads_out.push([partial] { return partial; }, rd.from(), tag(round_of(rd, *s), in.index, 1));
           grads_in.land(dk, dv, false);
         },
         [&](Round& rd) {
