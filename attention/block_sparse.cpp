@@ -158,10 +158,8 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
 
 AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                               bool causal) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto qh = (q * scale).transpose(1, 2).contiguous();  // [B, H, T, D]
-  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
-  auto res = BlockSparseFunction::apply(qh, kh, vh, block_mask(q.size(1), causal), causal, options_.block_size,
+  const auto h = head_major(q, k, v);
+  auto res = BlockSparseFunction::apply(h.q, h.k, h.v, block_mask(q.size(1), causal), causal, options_.block_size,
                                         std::max(options_.block_size, options_.key_block));
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace longnet::attention {
@@ -145,6 +146,11 @@ bool per_unit_threads(int64_t units) {
 }
 
 }  // namespace
+
+HeadMajor head_major(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  return {(q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()};
+}
 
 void for_each_unit(int64_t units, const std::function<void(int64_t)>& f) {
   if (!per_unit_threads(units)) {

@@ -93,12 +93,9 @@ AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 int64_t k_block) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, T, H, D]");
   TORCH_CHECK(!causal || q.size(1) == k.size(1), "causal attention needs Tq == Tk");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  // [B, T, H, D] -> [B, H, T, D]; one copy each, so every tile is a contiguous slice.
-  auto qh = (q * scale).transpose(1, 2).contiguous();
-  auto kh = k.transpose(1, 2).contiguous();
-  auto vh = v.transpose(1, 2).contiguous();
-  auto res = tiled_attention_heads(qh, kh, vh, causal, q_block, k_block);
+  // [B, T, H, D] -> [B, H, T, D], so every tile is a contiguous slice.
+  const auto h = head_major(q, k, v);
+  auto res = tiled_attention_heads(h.q, h.k, h.v, causal, q_block, k_block);
   return {res.out.transpose(1, 2), res.lse.transpose(1, 2)};
 }
 

@@ -155,10 +155,8 @@ std::pair<int64_t, int64_t> head_group(int64_t H, int64_t n_pairs, int64_t g) {
 AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal) {
   TORCH_CHECK(q.sizes() == k.sizes() && k.sizes() == v.sizes(), "dilated attention is self-attention: q, k, v of one shape");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto qh = (q * scale).transpose(1, 2).contiguous();  // [B, H, T, D]
-  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
-  auto res = DilatedFunction::apply(qh, kh, vh, options_, causal);
+  const auto h = head_major(q, k, v);
+  auto res = DilatedFunction::apply(h.q, h.k, h.v, options_, causal);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 

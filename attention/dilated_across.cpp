@@ -313,19 +313,11 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
 AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
                                      const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
-  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(),
-              "dilated attention across ranks: q, k, v [B, T, H, D] of one shape");
+  check_cross_rank_inputs("dilated attention across ranks", q, k, v, layout, group);
   TORCH_CHECK(!layout.zigzag(), "dilated attention across ranks needs the contiguous split");
-  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), "dilated attention across ranks: ", q.size(1),
-              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
-  TORCH_CHECK(layout.world_size() == 1 || (group && group->getSize() == layout.world_size() &&
-                                           group->getRank() == layout.rank()),
-              "dilated attention across ranks: the layout's ranks are not the group's");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto qh = (q * scale).transpose(1, 2).contiguous();
-  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  const auto h = head_major(q, k, v);
   auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal);
-  auto res = DilatedAcrossFunction::apply(qh, kh, vh, state);
+  auto res = DilatedAcrossFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 

@@ -301,10 +301,6 @@ class Sender {
     }
     work_cv_.notify_all();
   }
-  int64_t outstanding() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return outstanding_;
-  }
   // Blocks until fewer than n sends are queued or in flight.
   void wait_below(int64_t n) {
     WaitClock clock;
@@ -642,23 +638,26 @@ int64_t default_packet_rows(const RingLayout& layout, int64_t packet_rows) {
 AttentionOutput across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                              std::shared_ptr<const PairKernel> pairs, int64_t packet_rows) {
-  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(),
-              "attention across ranks: q, k, v [B, T, H, D] of one shape");
-  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), "attention across ranks: ", q.size(1),
-              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
-  TORCH_CHECK(layout.world_size() == 1 || (group && group->getSize() == layout.world_size() &&
-                                           group->getRank() == layout.rank()),
-              "attention across ranks: the layout's ranks are not the group's");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  // Head-major (the model's layer passes transposes of head-major tensors: no copy then).
-  auto qh = (q * scale).transpose(1, 2).contiguous();
-  auto kh = k.transpose(1, 2).contiguous(), vh = v.transpose(1, 2).contiguous();
+  check_cross_rank_inputs("attention across ranks", q, k, v, layout, group);
+  const auto h = head_major(q, k, v);
   auto state = c10::make_intrusive<CrossRankState>(layout, group, std::move(pairs), default_packet_rows(layout, packet_rows));
-  auto res = CrossRankFunction::apply(qh, kh, vh, state);
+  auto res = CrossRankFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 
 }  // namespace
+
+void check_cross_rank_inputs(const char* what, const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, const RingLayout& layout,
+                             const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+  TORCH_CHECK(q.dim() == 4 && q.sizes() == k.sizes() && k.sizes() == v.sizes(), what,
+              ": q, k, v [B, T, H, D] of one shape");
+  TORCH_CHECK(q.size(1) == layout.local_length(layout.rank()), what, ": ", q.size(1),
+              " local tokens, the layout gives this rank ", layout.local_length(layout.rank()));
+  TORCH_CHECK(layout.world_size() == 1 || (group && group->getSize() == layout.world_size() &&
+                                           group->getRank() == layout.rank()),
+              what, ": the layout's ranks are not the group's");
+}
 
 double ring_wait_seconds() { return static_cast<double>(g_wait_ns.load()) * 1e-9; }
 void reset_ring_wait_seconds() {

@@ -69,6 +69,13 @@ AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::T
                                           const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                           int64_t packet_rows = 0);
 
+// The checks every kernel across ranks makes of its inputs: q, k, v of one [B, T_local, H, D]
+// shape, T_local this rank's share under `layout`, and `group` the layout's ranks (a layout of
+// one rank needs none). `what` names the kernel in the message.
+void check_cross_rank_inputs(const char* what, const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, const RingLayout& layout,
+                             const c10::intrusive_ptr<c10d::ProcessGroup>& group);
+
 // Seconds this process has spent waiting for transfers to finish (after its compute of the
 // round was done), since the last reset: the communication the compute did not hide.
 double ring_wait_seconds();

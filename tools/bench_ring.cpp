@@ -4,8 +4,6 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include <malloc.h>
-
 #include <chrono>
 #include <cstdio>
 #include <sstream>
@@ -46,9 +44,6 @@ attention::AttentionOptions bench_options(const std::string& kind) {
 // over. Rank 0 prints the maxima over the ranks.
 nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, int64_t head_dim, int threads) {
   const auto env = train::distributed_env();
-  // Tensors of 256 KB and more are mapped and unmapped by malloc, so that RSS follows the live
-  // tensors rather than glibc's growing threshold (which keeps freed buffers of up to 32 MB).
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   train::TrainOptions t;
   t.threads = threads;
   train::configure_runtime(t);
