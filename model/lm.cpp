@@ -59,6 +59,13 @@ void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParal
   for (size_t i = 0; i < model.blocks->size(); ++i) model.blocks[i]->as<Block>()->attn->set_sequence_parallel(sp);
 }
 
+torch::Tensor window_loss_sum(LanguageModelImpl& model, const attention::SequenceParallelPtr& sp,
+                              const torch::Tensor& tokens, const torch::Tensor& targets) {
+  if (!sp) return model.loss_sum(tokens, targets);
+  sp->set_length(tokens.size(1));
+  return model.loss_sum(sp->local_rows(tokens), sp->local_rows(targets));
+}
+
 int64_t LanguageModelImpl::num_parameters() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -53,4 +53,9 @@ TORCH_MODULE(LanguageModel);
 // is the single-process loss_sum. Everything but attention is per token and runs as before.
 void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp);
 
+// tokens, targets: whole windows [B, T]. The model's loss_sum over them, or with `sp` (the
+// model's) over this rank's rows of them, sp set to length T first.
+torch::Tensor window_loss_sum(LanguageModelImpl& model, const attention::SequenceParallelPtr& sp,
+                              const torch::Tensor& tokens, const torch::Tensor& targets);
+
 }  // namespace longnet::model

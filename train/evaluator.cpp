@@ -98,12 +98,7 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
     batch.tokens = batch.tokens.to(device);
     batch.targets = batch.targets.to(device);
     n += batch.targets.numel();
-    if (sp) {
-      sp->set_length(batch.tokens.size(1));
-      sum += model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)).item<double>();
-    } else {
-      sum += model->loss_sum(batch.tokens, batch.targets).item<double>();
-    }
+    sum += model::window_loss_sum(*model, sp, batch.tokens, batch.targets).item<double>();
   }
   if (sp) {
     std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::TensorOptions().dtype(torch::kDouble).device(device))};

@@ -133,13 +133,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
         batch.tokens = batch.tokens.to(device);
         batch.targets = batch.targets.to(device);
         const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);
-        torch::Tensor l;
-        if (sp) {
-          sp->set_length(batch.tokens.size(1));
-          l = model->loss_sum(sp->local_rows(batch.tokens), sp->local_rows(batch.targets)) * scale;
-        } else {
-          l = model->loss_sum(batch.tokens, batch.targets) * scale;
-        }
+        auto l = model::window_loss_sum(*model, sp, batch.tokens, batch.targets) * scale;
         l.backward();
         step_loss += l.item<double>();
       }
