@@ -27,5 +27,6 @@ double current_rss_mb();
 int bench_attention(int argc, char** argv);
 int bench_train(int argc, char** argv);
 int bench_ring(int argc, char** argv);
+int bench_core(int argc, char** argv);
 
 }  // namespace longnet::tools

@@ -10,6 +10,7 @@
 #include "train/config.h"
 #include "train/distributed.h"
 #include "train/pipeline.h"
+#include "train/runtime.h"
 #include "train/trainer.h"
 
 namespace longnet::tools {
@@ -35,6 +36,7 @@ metrics and checkpoints a single process would (they resume under any N and P).)
   const auto env = train::distributed_env();
   if (!env.active()) {
     const auto config = train::load_config(args.positional[0], args.sets);
+    train::training_device(config.train, env.local_rank);  // a missing GPU is named before any work
     if (config.distributed.sequence_parallel > 1)
       throw ConfigError(config.source + ": distributed.sequence_parallel: " +
                         std::to_string(config.distributed.sequence_parallel) +
@@ -49,6 +51,7 @@ metrics and checkpoints a single process would (they resume under any N and P).)
   // Under launch / torchrun. Rank 0 trains the tokenizer and builds the token shards; the
   // others wait for it and then find them in the cache.
   const auto config = train::load_config(args.positional[0], args.sets);
+  train::training_device(config.train, env.local_rank);
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
   const auto groups = train::init_process_groups(env, std::chrono::seconds(config.distributed.timeout_s),
                                                  config.distributed.sequence_parallel, config.train.device == "cuda");

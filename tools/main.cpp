@@ -9,6 +9,7 @@
 #include "attention/registry.h"
 #include "data/errors.h"
 #include "tools/commands.h"
+#include "train/runtime.h"
 
 namespace {
 
@@ -25,6 +26,7 @@ commands:
   launch --nproc N -- COMMAND ...
                      N local processes with the torchrun environment (RANK, WORLD_SIZE, ...)
 
+`longnet --version` prints the versions and whether CUDA/NCCL are built in.
 Every command answers --help. Any config key can be overridden: --set key.path=value.
 )";
 
@@ -36,6 +38,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::fputs(longnet::train::version_text().c_str(), stdout);
+    return 0;
   }
   const std::string command = argv[1];
   try {

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs what longnet needs from Debian (bookworm) and builds it in Release under build/.
-# Used by the README's two commands and by CI. Safe to run again: it only adds what is missing.
+# Installs what longnet needs and builds it in Release under build/. Used by the README's two
+# commands and by CI. Safe to run again: it only adds what is missing.
+#   - Debian (bookworm) packages: the compiler, CMake, yaml-cpp, spdlog, SentencePiece, ...
+#   - LibTorch 2 from PyPI's torch wheel, pinned in tools/requirements-cpu.txt, into .venv.
+#     Wheels are downloaded once per machine into $LONGNET_WHEEL_CACHE (default
+#     ~/.cache/longnet/wheels), so a second clone installs without downloading again.
+# Extra arguments go to `cmake --build` (e.g. --target longnet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake ninja-build g++ pkg-config
-          libtorch-dev libgloo-dev libyaml-cpp-dev libspdlog-dev libsentencepiece-dev
-          libgtest-dev nlohmann-json3-dev
-          libopenblas0-openmp   # LibTorch's BLAS: ~45x faster than the reference BLAS
-          python3.11-doc)       # the default corpus: the Python 3.11 documentation sources
+packages=(cmake ninja-build g++ pkg-config python3 python3-venv
+          libyaml-cpp-dev libspdlog-dev libsentencepiece-dev libgtest-dev nlohmann-json3-dev
+          libgloo-dev         # headers only, for the declarations of c10d's ProcessGroupGloo: see cmake/torch.cmake
+          python3.11-doc)     # the default corpus: the Python 3.11 documentation sources
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,12 +26,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Make sure the BLAS that LibTorch loads is OpenBLAS, not the reference implementation.
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
-case "$blas" in
-  *openblas*) ;;
-  *) echo "warning: libblas.so.3 is $blas, not OpenBLAS: training will be very slow" >&2 ;;
-esac
+# LibTorch: the pinned wheels into a project-local virtual environment.
+requirements=tools/requirements-cpu.txt
+stamp=.venv/.longnet-requirements
+if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+  cache=${LONGNET_WHEEL_CACHE:-$HOME/.cache/longnet/wheels}
+  mkdir -p "$cache"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  echo "fetching the pinned wheels into $cache (once per machine)"
+  .venv/bin/pip download -q --no-deps -d "$cache" -r "$requirements"
+  .venv/bin/pip install -q --no-deps --no-index --find-links "$cache" -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+torch_root=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGNET_TORCH_ROOT="$torch_root" >/dev/null
 cmake --build build "$@"

@@ -1,13 +1,8 @@
 #include "train/distributed.h"
 
-// Debian's LibTorch is built with Gloo; its header is guarded by this macro.
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1
-#endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/version.h>
 #ifdef LONGNET_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -82,23 +77,16 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const DistributedEnv& env, std::chron
   }
 }
 
-// LibTorch 1.x: ProcessGroupGloo and ProcessGroupNCCL are process groups. 2.x splits them into
-// a ProcessGroup that dispatches to Backends registered per device type. The 2.x branch follows
-// its headers but has never been compiled: no LibTorch 2 here (see the README).
-template <typename Impl>
-c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(c10::intrusive_ptr<Impl> impl,
+// A c10d ProcessGroup dispatches each collective to the Backend registered for the tensors'
+// device type: one backend, registered for `device` and as the default.
+c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(c10::intrusive_ptr<c10d::Backend> backend,
                                                         c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                                                         c10::DeviceType device, const char* name) {
-#if TORCH_VERSION_MAJOR >= 2
   auto group = c10::make_intrusive<c10d::ProcessGroup>(std::move(store), rank, size);
   const auto type = c10d::ProcessGroup::strToBackendType(name);
   group->setDefaultBackend(type);
-  group->setBackend(device, type, impl);
+  group->setBackend(device, type, backend);
   return group;
-#else
-  (void)store, (void)rank, (void)size, (void)device, (void)name;
-  return impl;
-#endif
 }
 
 c10::intrusive_ptr<c10d::ProcessGroup> nccl_group(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
@@ -110,8 +98,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> nccl_group(c10::intrusive_ptr<c10d::Store
   return as_process_group(nccl, std::move(store), rank, size, c10::DeviceType::CUDA, "nccl");
 #else
   (void)store, (void)rank, (void)size, (void)timeout;
-  throw ConfigError("train.device: cuda with several ranks needs NCCL, and this build has none (LibTorch without "
-                    "CUDA, or -DLONGNET_WITH_NCCL=OFF); use cpu (Gloo)");
+  throw ConfigError("train.device: cuda with several ranks needs NCCL, and this is the CPU build (build the `cuda` "
+                    "preset); use cpu (Gloo)");
 #endif
 }
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 namespace longnet::train {
 
@@ -23,7 +24,8 @@ struct GradientSync::State {
   bool learned = false, late = false;
   std::vector<int64_t> pending;                         // per bucket: accumulations still to come
   std::vector<c10::intrusive_ptr<c10d::Work>> work;     // per bucket, launched
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: they hold the hooks
+  // Kept alive: they hold the hooks. (A shared_ptr or, in newer LibTorch, an intrusive_ptr.)
+  std::vector<decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::Tensor&>()))> accumulators;
   size_t next = 0;                                      // next bucket to launch
   size_t launched_early = 0;
   bool armed = false;

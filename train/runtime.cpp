@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include "data/errors.h"
 #include "train/config.h"
@@ -32,14 +33,27 @@ int configure_runtime(const TrainOptions& options) {
 
 c10::Device training_device(const TrainOptions& options, int local_rank) {
   if (options.device == "cpu") return c10::Device(c10::kCPU);
-  const int64_t n = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
-  if (n == 0)
-    throw ConfigError("train.device: cuda: this LibTorch sees no CUDA device (Debian's libtorch is built for the "
-                      "CPU only); use cpu");
+  if (!kBuiltWithCuda)
+    throw ConfigError("train.device: cuda: this is longnet's CPU build (build the `cuda` CMake preset for GPUs); use cpu");
+  const int64_t n = visible_cuda_devices();
+  if (n == 0) throw ConfigError("train.device: cuda: no CUDA device is present on this machine; use cpu");
   if (local_rank >= n)
     throw ConfigError("train.device: cuda: local rank " + std::to_string(local_rank) + " has no GPU of its own (" +
                       std::to_string(n) + " visible)");
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
+int64_t visible_cuda_devices() {
+  return torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+}
+
+std::string version_text() {
+  std::string text = std::string("longnet ") + LONGNET_VERSION + "\n";
+  text += std::string("LibTorch ") + TORCH_VERSION + " (built against)\n";
+  text += std::string("CUDA: ") + (kBuiltWithCuda ? "compiled in" : "not compiled in (CPU build)") + "\n";
+  text += std::string("NCCL: ") + (kBuiltWithNccl ? "compiled in" : "not compiled in") + "\n";
+  if (kBuiltWithCuda) text += "CUDA devices visible: " + std::to_string(visible_cuda_devices()) + "\n";
+  return text;
 }
 
 }  // namespace longnet::train

@@ -105,7 +105,7 @@ void counted_free(void* ptr) {
 
 class CountingAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) override {
     void* data = g_base_allocator->raw_allocate(n);
     {
       std::lock_guard<std::mutex> lock(g_mutex);
@@ -118,6 +118,9 @@ class CountingAllocator final : public c10::Allocator {
     return {data, data, &counted_free, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &counted_free; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
 };
 
 void install_counting_allocator() {

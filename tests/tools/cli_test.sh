@@ -45,11 +45,14 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare bench "bench attention" "bench train" "bench ring" launch; do
+for cmd in train eval tokenizer prepare bench "bench attention" "bench train" "bench ring" "bench core" launch; do
   # shellcheck disable=SC2086
   expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" $cmd --help
 done
 expect_ok help "commands:" -- "$longnet" --help
+expect_ok version "LibTorch 2\.[0-9]+\.[0-9]+ \(built against\)" -- "$longnet" --version
+expect_ok version-cpu "CUDA: not compiled in \(CPU build\)" -- "$longnet" --version
+expect_fail cpu-build-cuda "train.device: cuda: this is longnet's CPU build" -- "$longnet" train "$work/ok.yaml" --set train.device=cuda
 expect_fail unknown-command "unknown command 'trian'" -- "$longnet" trian
 expect_fail missing-config "nope.yaml: config file not found" -- "$longnet" train "$work/nope.yaml"
 expect_fail unknown-key "typo.yaml: train.stpes: unknown key" -- "$longnet" train "$work/typo.yaml"

@@ -1,0 +1,62 @@
+# LibTorch 2 from PyPI's torch wheel (tools/setup.sh installs it into .venv) -> target longnet::torch.
+#
+# CPU build (default): libtorch_cpu + libc10 only. The wheel's own TorchConfig.cmake is not used
+# here because it links torch_cuda as well, which needs the CUDA toolkit to configure and several
+# GB of CUDA wheels to load. The wheel ships no Gloo headers, which c10d's ProcessGroupGloo.hpp
+# includes; Debian's libgloo-dev supplies them, for declarations only: no Gloo library is linked
+# (the wheel's Gloo is inside libtorch_cpu), and train/distributed.cpp, the one file that includes
+# ProcessGroupGloo.hpp, uses Gloo types only as opaque pointers handed back to c10d.
+#
+# CUDA build (-DLONGNET_CUDA=ON, preset `cuda`): the wheel's TorchConfig.cmake with the CUDA
+# toolkit, torch_cuda and NCCL process groups.
+set(LONGNET_TORCH_ROOT "" CACHE PATH "the wheel's torch package folder (.../site-packages/torch)")
+if(NOT LONGNET_TORCH_ROOT)
+  file(GLOB _longnet_torch_roots "${PROJECT_SOURCE_DIR}/.venv/lib/python3*/site-packages/torch")
+  list(LENGTH _longnet_torch_roots _n)
+  if(_n EQUAL 1)
+    set(LONGNET_TORCH_ROOT "${_longnet_torch_roots}" CACHE PATH "" FORCE)
+  endif()
+endif()
+if(NOT EXISTS "${LONGNET_TORCH_ROOT}/include/torch/headeronly/version.h")
+  message(FATAL_ERROR "LONGNET_TORCH_ROOT='${LONGNET_TORCH_ROOT}' is not a LibTorch 2 from the torch wheel "
+                      "(expected include/torch/headeronly/version.h under it): run tools/setup.sh, or pass "
+                      "-DLONGNET_TORCH_ROOT=<venv>/lib/python3.X/site-packages/torch")
+endif()
+file(STRINGS "${LONGNET_TORCH_ROOT}/include/torch/headeronly/version.h" _v REGEX "#define TORCH_VERSION_MAJOR")
+string(REGEX MATCH "[0-9]+" LONGNET_TORCH_MAJOR "${_v}")
+if(LONGNET_TORCH_MAJOR LESS 2)
+  message(FATAL_ERROR "${LONGNET_TORCH_ROOT} is LibTorch ${LONGNET_TORCH_MAJOR}.x; longnet needs LibTorch 2")
+endif()
+
+option(LONGNET_CUDA "Build against the wheel's CUDA LibTorch with NCCL process groups" OFF)
+add_library(longnet_torch INTERFACE)
+add_library(longnet::torch ALIAS longnet_torch)
+if(LONGNET_CUDA)
+  list(APPEND CMAKE_PREFIX_PATH "${LONGNET_TORCH_ROOT}/share/cmake")
+  find_package(Torch REQUIRED)
+  target_link_libraries(longnet_torch INTERFACE torch)
+  target_compile_definitions(longnet_torch INTERFACE LONGNET_WITH_CUDA=1 LONGNET_WITH_NCCL=1 USE_C10D_NCCL=1)
+else()
+  find_path(LONGNET_GLOO_INCLUDE gloo/context.h)
+  if(NOT LONGNET_GLOO_INCLUDE)
+    message(FATAL_ERROR "gloo/context.h not found: c10d's ProcessGroupGloo.hpp needs Gloo's headers "
+                        "(apt-get install libgloo-dev; tools/setup.sh does)")
+  endif()
+  # The wheel's include/ also carries its own {fmt} (11), which would shadow Debian's {fmt} 9 that
+  # spdlog was built with: the build sees include/ through a folder of links without fmt/.
+  set(_inc "${CMAKE_BINARY_DIR}/torch-include")
+  file(REMOVE_RECURSE "${_inc}")
+  file(MAKE_DIRECTORY "${_inc}")
+  file(GLOB _entries RELATIVE "${LONGNET_TORCH_ROOT}/include" "${LONGNET_TORCH_ROOT}/include/*")
+  list(REMOVE_ITEM _entries fmt)
+  foreach(_e IN LISTS _entries)
+    file(CREATE_LINK "${LONGNET_TORCH_ROOT}/include/${_e}" "${_inc}/${_e}" SYMBOLIC)
+  endforeach()
+  target_include_directories(longnet_torch SYSTEM INTERFACE "${_inc}" "${_inc}/torch/csrc/api/include")
+  # What the wheel's Caffe2Targets.cmake gives torch_cpu's users, less RPC, which longnet does not use.
+  target_compile_definitions(longnet_torch INTERFACE USE_DISTRIBUTED USE_C10D_GLOO _GLIBCXX_USE_CXX11_ABI=1)
+  target_compile_features(longnet_torch INTERFACE cxx_std_20)
+  target_link_libraries(longnet_torch INTERFACE
+    "${LONGNET_TORCH_ROOT}/lib/libtorch_cpu.so" "${LONGNET_TORCH_ROOT}/lib/libc10.so")
+endif()
+message(STATUS "LibTorch ${LONGNET_TORCH_MAJOR}.x at ${LONGNET_TORCH_ROOT} (CUDA: ${LONGNET_CUDA})")
