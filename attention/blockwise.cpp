@@ -1,11 +1,16 @@
 #include "attention/blockwise.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#include "attention/merge.h"
 
 namespace longnet::attention {
 namespace {
@@ -49,10 +54,93 @@ torch::Tensor finite_or_zero(const torch::Tensor& x) {
   return torch::where(torch::isfinite(x), x, torch::zeros_like(x));
 }
 
+// LibTorch's flash attention for the CPU computes what the tile loop computes for two masks:
+// none, and causal with the first query and the first key at the same position ("top-left").
+// It ran 1.1-3.7x faster on every tile shape the kernels use (`longnet bench core`), so the
+// loop below serves only what it cannot: CUDA tensors (the CUDA build has its own SDPA
+// kernels, see the README's build matrix), and a backward that also carries a gradient of
+// the lse, which flash's backward has no input for.
+bool flash_fits(const at::Tensor& q) {
+  const auto t = q.scalar_type();
+  return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
+}
+
+// The keys [ks, ke) that query rows [qs, Tq) attend under one flash mask. The tile loop masks
+// key j for query i iff k_pos0 + j > q_pos0 + i; with d = q_pos0 - k_pos0 that is at most
+// two pieces: the keys before d, seen by every query, and from there a top-left causal square.
+struct FlashPiece {
+  int64_t qs, ks, ke;
+  bool causal;
+};
+
+std::vector<FlashPiece> flash_pieces(const TileSpec& spec, int64_t Tq, int64_t Tk) {
+  if (!spec.causal) return {{0, 0, Tk, false}};
+  const int64_t d = spec.q_pos0 - spec.k_pos0;
+  std::vector<FlashPiece> pieces;
+  if (d >= 0) {
+    if (d > 0) pieces.push_back({0, 0, std::min(d, Tk), false});
+    if (Tk > d) pieces.push_back({0, d, Tk, true});
+  } else if (Tq > -d) {
+    pieces.push_back({-d, 0, Tk, true});  // queries before -d see none of these keys
+  }
+  return pieces;
+}
+
+// [..., T, D] -> [1, units, T, D], the layout the flash kernels take.
+at::Tensor as_bhtd(const at::Tensor& x) { return x.reshape({1, -1, x.size(-2), x.size(-1)}); }
+
+// The lse dtype flash works in: float for reduced floats, else the input's.
+at::ScalarType flash_lse_type(const at::Tensor& q) {
+  return q.scalar_type() == at::kBFloat16 ? at::kFloat : q.scalar_type();
+}
+
+void flash_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const TileSpec& spec,
+                        const at::Tensor& out, const at::Tensor& lse) {
+  const int64_t Tq = q.size(-2), Tk = k.size(-2);
+  bool first = true;
+  for (const auto& p : flash_pieces(spec, Tq, Tk)) {
+    auto qp = q.narrow(-2, p.qs, Tq - p.qs);
+    auto [o, l] = at::_scaled_dot_product_flash_attention_for_cpu(
+        as_bhtd(qp), as_bhtd(k.narrow(-2, p.ks, p.ke - p.ks)), as_bhtd(v.narrow(-2, p.ks, p.ke - p.ks)), 0.0,
+        p.causal, {}, /*scale=*/1.0);
+    auto out_rows = out.narrow(-2, p.qs, Tq - p.qs), lse_rows = lse.narrow(-1, p.qs, Tq - p.qs);
+    o = o.view(out_rows.sizes());
+    l = l.view(lse_rows.sizes()).to(lse.scalar_type());
+    if (first) {
+      out_rows.copy_(o);
+      lse_rows.copy_(l);
+      first = false;
+    } else {
+      merge_into_(out_rows, lse_rows, o, l);
+    }
+  }
+}
+
+// Each piece's gradients from the whole tile's out and lse: p = exp(s - lse) and
+// delta = dout . out are those of all the keys, as in the tile loop.
+void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                         const at::Tensor& lse, const at::Tensor& dout, const TileSpec& spec, const at::Tensor& dq,
+                         const at::Tensor& dk, const at::Tensor& dv) {
+  const int64_t Tq = q.size(-2), Tk = k.size(-2);
+  const auto lse_f = lse.to(flash_lse_type(q));
+  for (const auto& p : flash_pieces(spec, Tq, Tk)) {
+    const int64_t rows = Tq - p.qs, keys = p.ke - p.ks;
+    auto [gq, gk, gv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+        as_bhtd(dout.narrow(-2, p.qs, rows)), as_bhtd(q.narrow(-2, p.qs, rows)), as_bhtd(k.narrow(-2, p.ks, keys)),
+        as_bhtd(v.narrow(-2, p.ks, keys)), as_bhtd(out.narrow(-2, p.qs, rows)),
+        lse_f.narrow(-1, p.qs, rows).reshape({1, -1, rows}), 0.0, p.causal, {}, /*scale=*/1.0);
+    auto dq_rows = dq.narrow(-2, p.qs, rows), dk_rows = dk.narrow(-2, p.ks, keys), dv_rows = dv.narrow(-2, p.ks, keys);
+    dq_rows.add_(gq.view(dq_rows.sizes()));
+    dk_rows.add_(gk.view(dk_rows.sizes()));
+    dv_rows.add_(gv.view(dv_rows.sizes()));
+  }
+}
+
 }  // namespace
 
 void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
+  if (spec.core == TileCore::kAuto && flash_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block);
@@ -99,6 +187,7 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
+  if (spec.core == TileCore::kAuto && flash_fits(q) && !dlse.defined()) return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
   auto delta = (dout * out).sum(-1, true);  // [B,H,Tq,1]

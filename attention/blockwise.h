@@ -8,6 +8,10 @@
 
 namespace longnet::attention {
 
+// kAuto: LibTorch's flash attention for the CPU wherever it computes the same thing (see
+// blockwise.cpp), else the tile loop; kLoop: the tile loop always (benchmarks, tests).
+enum class TileCore { kAuto, kLoop };
+
 // Where the queries and keys sit in the sequence: causal masking compares absolute
 // positions, so a chunk of a longer sequence (the ring's k/v chunks) is masked correctly.
 struct TileSpec {
@@ -16,6 +20,7 @@ struct TileSpec {
   int64_t k_pos0 = 0;  // absolute position of k[:, :, 0]
   int64_t q_block = 128;
   int64_t k_block = 128;
+  TileCore core = TileCore::kAuto;
 };
 
 // q: [B, H, Tq, D], k, v: [B, H, Tk, D], contiguous -> out: [B, H, Tq, D], lse: [B, H, Tq].

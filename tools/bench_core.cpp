@@ -67,6 +67,7 @@ nlohmann::json measure(const Shape& s, int64_t units, int64_t D, int repeat) {
   spec.causal = s.causal;
   spec.q_block = 256;
   spec.k_block = 1024;
+  spec.core = attention::TileCore::kLoop;
 
   torch::Tensor out, lse, fout, flse;
   auto tiled_fwd = [&] { attention::tiled_forward(q, k, v, spec, out, lse); };

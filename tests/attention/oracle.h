@@ -13,7 +13,7 @@ attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch:
                                             const torch::Tensor& allowed);
 
 // Expects a kernel's result to match the oracle's: out and lse, and the gradients of q, k, v
-// under random upstream gradients of both out and lse (lse feeds the merges of the dilated and
+// under a random upstream gradient of out alone, then of both out and lse (lse feeds the merges of the dilated and
 // ring kernels, so its gradient matters; it is zero where the oracle's lse is -inf, a query
 // with no key). Failures print the max difference.
 void expect_matches_oracle(const attention::AttentionOutput& got, const attention::AttentionOutput& want,
