@@ -158,7 +158,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
 
 AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                               bool causal) {
-  const auto h = head_major(q, k, v);
+  const auto h = head_major(q, k, v, options_.softmax_scale);
   auto res = BlockSparseFunction::apply(h.q, h.k, h.v, block_mask(q.size(1), causal), causal, options_.block_size,
                                         std::max(options_.block_size, options_.key_block));
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};

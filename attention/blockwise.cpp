@@ -236,8 +236,8 @@ bool per_unit_threads(int64_t units) {
 
 }  // namespace
 
-HeadMajor head_major(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+HeadMajor head_major(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double softmax_scale) {
+  const double scale = softmax_scale > 0 ? softmax_scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   return {(q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()};
 }
 

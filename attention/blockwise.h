@@ -45,13 +45,13 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                          const at::Tensor& dk, const at::Tensor& dv);
 
-// q, k, v: [B, T, H, D] -> contiguous head-major [B, H, T, D], q times 1/sqrt(D): what the
-// tiled core takes. k and v are not copied when they are transposes of head-major tensors (as
+// q, k, v: [B, T, H, D] -> contiguous head-major [B, H, T, D], q times the softmax scale
+// (attention.softmax_scale; 0: 1/sqrt(D)): what the tiled core takes. k and v are not copied when they are transposes of head-major tensors (as
 // the model's attention layer passes them).
 struct HeadMajor {
   at::Tensor q, k, v;
 };
-HeadMajor head_major(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+HeadMajor head_major(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double softmax_scale);
 
 // f(u) for u in [0, units): one unit per intra-op thread, each run single-threaded with grad
 // mode off, when the units spread well over the threads; otherwise in turn (and then each

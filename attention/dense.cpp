@@ -90,18 +90,19 @@ AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch
 
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t q_block,
-                                int64_t k_block) {
+                                int64_t k_block, double softmax_scale) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, T, H, D]");
   TORCH_CHECK(!causal || q.size(1) == k.size(1), "causal attention needs Tq == Tk");
   // [B, T, H, D] -> [B, H, T, D], so every tile is a contiguous slice.
-  const auto h = head_major(q, k, v);
+  const auto h = head_major(q, k, v, softmax_scale);
   auto res = tiled_attention_heads(h.q, h.k, h.v, causal, q_block, k_block);
   return {res.out.transpose(1, 2), res.lse.transpose(1, 2)};
 }
 
 AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Tensor& k,
                                         const torch::Tensor& v, bool causal) {
-  return tiled_attention(q, k, v, causal, options_.block_size, std::max(options_.block_size, options_.key_block));
+  return tiled_attention(q, k, v, causal, options_.block_size, std::max(options_.block_size, options_.key_block),
+                         options_.softmax_scale);
 }
 
 }  // namespace longnet::attention

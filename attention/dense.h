@@ -26,9 +26,9 @@ AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch
                                       int64_t k_block);
 
 // The autograd-aware tiled attention that dense (and later kernels) call.
-// q, k, v: [B, T, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]; scale = 1/sqrt(D).
+// q, k, v: [B, T, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]; softmax_scale 0: 1/sqrt(D).
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t q_block,
-                                int64_t k_block);
+                                int64_t k_block, double softmax_scale = 0);
 
 }  // namespace longnet::attention

@@ -155,7 +155,7 @@ std::pair<int64_t, int64_t> head_group(int64_t H, int64_t n_pairs, int64_t g) {
 AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal) {
   TORCH_CHECK(q.sizes() == k.sizes() && k.sizes() == v.sizes(), "dilated attention is self-attention: q, k, v of one shape");
-  const auto h = head_major(q, k, v);
+  const auto h = head_major(q, k, v, options_.softmax_scale);
   auto res = DilatedFunction::apply(h.q, h.k, h.v, options_, causal);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }

@@ -315,7 +315,7 @@ AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor
                                      const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
   check_cross_rank_inputs("dilated attention across ranks", q, k, v, layout, group);
   TORCH_CHECK(!layout.zigzag(), "dilated attention across ranks needs the contiguous split");
-  const auto h = head_major(q, k, v);
+  const auto h = head_major(q, k, v, options.softmax_scale);
   auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal);
   auto res = DilatedAcrossFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};

@@ -25,7 +25,7 @@ class RingAttention : public AttentionKernel {
   AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           bool causal) override {
     return ring_attention(q, k, v, causal, RingLayout(q.size(1), 0, 1, false), {}, options_.block_size,
-                          options_.key_block);
+                          options_.key_block, /*packet_rows=*/0, options_.softmax_scale);
   }
   std::string kind() const override { return "ring"; }
 

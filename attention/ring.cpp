@@ -637,9 +637,9 @@ int64_t default_packet_rows(const RingLayout& layout, int64_t packet_rows) {
 
 AttentionOutput across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                             std::shared_ptr<const PairKernel> pairs, int64_t packet_rows) {
+                             std::shared_ptr<const PairKernel> pairs, int64_t packet_rows, double softmax_scale) {
   check_cross_rank_inputs("attention across ranks", q, k, v, layout, group);
-  const auto h = head_major(q, k, v);
+  const auto h = head_major(q, k, v, softmax_scale);
   auto state = c10::make_intrusive<CrossRankState>(layout, group, std::move(pairs), default_packet_rows(layout, packet_rows));
   auto res = CrossRankFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
@@ -672,9 +672,10 @@ void record_transfers(int64_t bytes_sent, double wait_seconds) {
 
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                               int64_t q_block, int64_t k_block, int64_t packet_rows) {
+                               int64_t q_block, int64_t k_block, int64_t packet_rows, double softmax_scale) {
   return across_ranks(q, k, v, layout, group,
-                      std::make_shared<DensePairs>(causal, q_block, std::max(q_block, k_block)), packet_rows);
+                      std::make_shared<DensePairs>(causal, q_block, std::max(q_block, k_block)), packet_rows,
+                      softmax_scale);
 }
 
 AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -684,7 +685,7 @@ AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::T
   return across_ranks(q, k, v, layout, group,
                       std::make_shared<BlockPairs>(mask, options.block_size, causal,
                                                    std::max(options.block_size, options.key_block)),
-                      packet_rows);
+                      packet_rows, options.softmax_scale);
 }
 
 }  // namespace longnet::attention

@@ -57,9 +57,11 @@ class RingLayout {
 // equal to the rows of dense attention over the whole sequence; differentiable in q, k, v.
 // Every rank of `group` calls it with the same layout, shapes and causal flag. A layout of one
 // rank needs no group (null). packet_rows: rows per transfer, 0 for 1/64 of a share (at least 128).
+// softmax_scale: 0 for 1/sqrt(D).
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                               int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0);
+                               int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0,
+                               double softmax_scale = 0);
 
 // block_sparse across ranks: the rows of BlockSparseAttention(options) over the whole sequence
 // (its block mask is over the whole sequence's positions). Packets whose key blocks no query

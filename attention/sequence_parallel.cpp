@@ -52,7 +52,8 @@ class SequenceParallelKernel : public AttentionKernel {
     if (options_.kind == "block_sparse")
       return block_sparse_across_ranks(q, k, v, causal, options_, layout, sp_->group());
     if (options_.kind == "dilated") return dilated_across_ranks(q, k, v, causal, options_, layout, sp_->group());
-    return ring_attention(q, k, v, causal, layout, sp_->group(), options_.block_size, options_.key_block);
+    return ring_attention(q, k, v, causal, layout, sp_->group(), options_.block_size, options_.key_block,
+                          /*packet_rows=*/0, options_.softmax_scale);
   }
   std::string kind() const override { return options_.kind; }
   double attended_pairs(int64_t T, bool causal) const override { return local_->attended_pairs(T, causal); }

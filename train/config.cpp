@@ -213,6 +213,8 @@ void validate(RunConfig& c) {
   v.require(attention::has_kernel(a.kind), "attention.kind", "'" + a.kind + "'", "one of " + kinds);
   v.require(a.block_size >= 1, "attention.block_size", a.block_size, "an integer >= 1");
   v.require(a.key_block >= 1, "attention.key_block", a.key_block, "an integer >= 1");
+  v.require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", a.softmax_scale,
+            "a number > 0, or 0 for 1/sqrt(head_dim)");
   if (a.kind == "dilated") {
     const auto n = a.segment_lengths.size();
     v.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
@@ -369,6 +371,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   att.read("block_size", m.attention.block_size);
   att.read("causal", m.attention.causal);
   att.read("key_block", m.attention.key_block);
+  att.read("softmax_scale", m.attention.softmax_scale);
   att.read_list("segment_lengths", m.attention.segment_lengths);
   att.read_list("dilation_rates", m.attention.dilation_rates);
   att.read("mix", m.attention.mix);
@@ -460,6 +463,7 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
       << YAML::Key << "causal" << YAML::Value << m.attention.causal
       << YAML::Key << "key_block" << YAML::Value << m.attention.key_block
+      << YAML::Key << "softmax_scale" << YAML::Value << m.attention.softmax_scale
       << YAML::Key << "segment_lengths" << YAML::Value << YAML::Flow << m.attention.segment_lengths
       << YAML::Key << "dilation_rates" << YAML::Value << YAML::Flow << m.attention.dilation_rates
       << YAML::Key << "mix" << YAML::Value << m.attention.mix

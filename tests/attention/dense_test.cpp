@@ -131,6 +131,34 @@ TEST_F(DenseTest, TileCoreMatchesOracleAtEveryOffsetBothWays) {
   }
 }
 
+// attention.softmax_scale, in every kernel: the kernel with scale s equals the same kernel with
+// the default 1/sqrt(D) on q * s * sqrt(D) (each default is checked against the oracle above
+// and in its own suite), forward and the gradients.
+TEST_F(DenseTest, SoftmaxScaleOverrideReachesEveryKernel) {
+  for (const std::string kind : {"dense", "ring", "dilated", "block_sparse"}) {
+    SCOPED_TRACE(kind);
+    auto opts = torch::TensorOptions().dtype(torch::kDouble);
+    auto q = torch::randn({2, 40, 4, 8}, opts).requires_grad_();
+    auto k = torch::randn({2, 40, 4, 8}, opts), v = torch::randn({2, 40, 4, 8}, opts);
+    attention::AttentionOptions o;
+    o.kind = kind;
+    o.block_size = 8;
+    o.segment_lengths = {8, 16};
+    o.dilation_rates = {1, 2};
+    auto want_kernel = attention::make_kernel(o);
+    o.softmax_scale = 0.7;
+    auto got_kernel = attention::make_kernel(o);
+    auto got = got_kernel->forward(q, k, v, true);
+    auto want = want_kernel->forward(q * (0.7 * std::sqrt(8.0)), k, v, true);
+    EXPECT_TRUE(AllClose(got.out, want.out, 1e-10)) << "out";
+    EXPECT_TRUE(AllClose(got.lse, want.lse, 1e-10)) << "lse";
+    auto gout = torch::randn_like(got.out);
+    auto g1 = torch::autograd::grad({got.out}, {q}, {gout});
+    auto g2 = torch::autograd::grad({want.out}, {q}, {gout});
+    EXPECT_TRUE(AllClose(g1[0], g2[0], 1e-10)) << "dq";
+  }
+}
+
 TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
   attention::AttentionOptions o;
   o.kind = "flashy";

@@ -100,6 +100,12 @@ TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
   EXPECT_NE(error_of(base, {"train.min_lr=1"}).find("train.min_lr"), std::string::npos);
   EXPECT_NE(error_of(base, {"tokenizer.type=wordpiece"}).find("one of bpe, unigram, char"), std::string::npos);
   EXPECT_NE(error_of(base, {"data.seq_len=512", "model.max_seq_len=256"}).find("model.max_seq_len"), std::string::npos);
+  EXPECT_NE(error_of(base, {"attention.softmax_scale=-1"}).find("attention.softmax_scale: expected a number > 0, or 0"),
+            std::string::npos);
+  EXPECT_EQ(train::parse_config(train::to_yaml(train::parse_config(base, "t.yaml", {"attention.softmax_scale=0.25"})),
+                                "resolved.yaml")
+                .model.attention.softmax_scale,
+            0.25);
 }
 
 TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
