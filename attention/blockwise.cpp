@@ -57,13 +57,9 @@ torch::Tensor finite_or_zero(const torch::Tensor& x) {
 // LibTorch's flash attention for the CPU computes what the tile loop computes for two masks:
 // none, and causal with the first query and the first key at the same position ("top-left").
 // It ran 1.1-3.7x faster on every tile shape the kernels use (`longnet bench core`), so the
-// loop below serves only what it cannot: CUDA tensors (the CUDA build has its own SDPA
-// kernels, see the README's build matrix), and a backward that also carries a gradient of
-// the lse, which flash's backward has no input for.
-bool flash_fits(const at::Tensor& q) {
-  const auto t = q.scalar_type();
-  return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
-}
+// loop below serves only what it cannot: CUDA tensors (LibTorch's CUDA SDPA kernels are not
+// wired in yet: docs/build.md), and a backward that also carries a gradient of the lse, which
+// flash's backward has no input for.
 
 // The keys [ks, ke) that query rows [qs, Tq) attend under one flash mask. The tile loop masks
 // key j for query i iff k_pos0 + j > q_pos0 + i; with d = q_pos0 - k_pos0 that is at most
@@ -136,11 +132,16 @@ void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
   }
 }
 
+bool flash_core_fits(const at::Tensor& q) {
+  const auto t = q.scalar_type();
+  return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
+}
+
 }  // namespace
 
 void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
-  if (spec.core == TileCore::kAuto && flash_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
+  if (spec.core == TileCore::kAuto && flash_core_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block);
@@ -187,7 +188,7 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
-  if (spec.core == TileCore::kAuto && flash_fits(q) && !dlse.defined()) return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
+  if (spec.core == TileCore::kAuto && flash_core_fits(q) && !dlse.defined()) return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
   auto delta = (dout * out).sum(-1, true);  // [B,H,Tq,1]

@@ -19,8 +19,9 @@ torch::Tensor causal_mask(int64_t Tq, int64_t Tk) {
 }
 
 // When all keys fit in one tile, the probabilities themselves are O(T * block): keep them, and
-// use LibTorch's fused softmax and its backward instead of the tile loop (far fewer passes
-// over memory at the short lengths of small models).
+// use LibTorch's fused softmax and its backward instead of the tile core (far fewer passes
+// over memory at the short lengths of small models; at T = 64, 48 heads of D = 32 it also beats
+// the flash core: 1.0 / 2.3 ms forward / forward+backward against 2.3 / 9.6).
 bool single_tile(const torch::Tensor& q, const torch::Tensor& k, int64_t q_block, int64_t k_block) {
   return q.size(2) <= q_block && k.size(2) <= k_block;
 }
