@@ -9,20 +9,11 @@ cd "$(dirname "$0")/.."
 command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
   { echo "tools/build-cuda.sh: needs the CUDA 13 toolkit (nvcc) under /usr/local/cuda" >&2; exit 1; }
 
-requirements=tools/requirements-cuda.txt
-stamp=.venv/.longnet-requirements-cuda
-if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
-  cache=${LONGNET_WHEEL_CACHE:-$HOME/.cache/longnet/wheels}
-  mkdir -p "$cache"
-  echo "fetching the CUDA libraries' wheels into $cache (once per machine)"
-  (cd tools && ../.venv/bin/pip download -q --no-deps -d "$cache" -r "$(basename "$requirements")")
-  (cd tools && ../.venv/bin/pip install -q --no-deps --no-index --find-links "$cache" -r "$(basename "$requirements")")
-  cp "$requirements" "$stamp"
-fi
+tools/install-wheels.sh requirements-cuda.txt
 torch_root=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch
 
 flags=()
-if [ "${1:-}" = "--check" ]; then flags+=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O0 -DCMAKE_CUDA_FLAGS_RELEASE=-O0); fi
+if [ "${1:-}" = "--check" ]; then flags+=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O0); fi
 PATH=/usr/local/cuda/bin:$PATH cmake --preset cuda -DLONGNET_TORCH_ROOT="$torch_root" "${flags[@]}" >/dev/null
 cmake --build build/cuda
 bash tests/tools/cuda_build_test.sh build/cuda/tools/longnet

@@ -26,18 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# LibTorch: the pinned wheels into a project-local virtual environment.
-requirements=tools/requirements-cpu.txt
-stamp=.venv/.longnet-requirements
-if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
-  cache=${LONGNET_WHEEL_CACHE:-$HOME/.cache/longnet/wheels}
-  mkdir -p "$cache"
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  echo "fetching the pinned wheels into $cache (once per machine)"
-  .venv/bin/pip download -q --no-deps -d "$cache" -r "$requirements"
-  .venv/bin/pip install -q --no-deps --no-index --find-links "$cache" -r "$requirements"
-  cp "$requirements" "$stamp"
-fi
+# LibTorch: the pinned wheels into the project-local virtual environment .venv.
+tools/install-wheels.sh requirements-cpu.txt
 torch_root=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGNET_TORCH_ROOT="$torch_root" >/dev/null
