@@ -70,6 +70,7 @@ struct FlashPiece {
 };
 
 std::vector<FlashPiece> flash_pieces(const TileSpec& spec, int64_t Tq, int64_t Tk) {
+  if (Tq == 0 || Tk == 0) return {};  // no pair: out stays 0, lse -inf
   if (!spec.causal) return {{0, 0, Tk, false}};
   const int64_t d = spec.q_pos0 - spec.k_pos0;
   std::vector<FlashPiece> pieces;

@@ -129,6 +129,16 @@ TEST_F(DenseTest, TileCoreMatchesOracleAtEveryOffsetBothWays) {
       }
     }
   }
+  // No keys at all: every query gets out 0 and lse -inf, both ways.
+  for (auto core : {attention::TileCore::kAuto, attention::TileCore::kLoop}) {
+    attention::TileSpec spec;
+    spec.core = core;
+    auto q = torch::randn({1, 2, 5, 8}), none = torch::randn({1, 2, 0, 8});
+    torch::Tensor out, lse;
+    attention::tiled_forward(q, none, none, spec, out, lse);
+    EXPECT_TRUE(AllClose(out, torch::zeros_like(q), 0.0));
+    EXPECT_TRUE(torch::isneginf(lse).all().item<bool>());
+  }
 }
 
 // attention.softmax_scale, in every kernel: the kernel with scale s equals the same kernel with
