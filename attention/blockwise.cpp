@@ -56,8 +56,10 @@ torch::Tensor finite_or_zero(const torch::Tensor& x) {
 
 // LibTorch's flash attention for the CPU computes what the tile loop computes for two masks:
 // none, and causal with the first query and the first key at the same position ("top-left").
-// It ran 1.1-3.7x faster on every tile shape the kernels use (`longnet bench core`), so the
-// loop below serves only what it cannot: CUDA tensors (LibTorch's CUDA SDPA kernels are not
+// Through the kernels' own per-(batch, head) calls it ran 1.2-2.6x faster than the loop on the
+// tile shapes the kernels use, except a short non-causal row of many keys (block_sparse's
+// row of past blocks, 256 x 1024: 1.2-1.3x slower; `longnet bench core`). The loop below
+// serves what flash cannot: CUDA tensors (LibTorch's CUDA SDPA kernels are not
 // wired in yet: docs/build.md), and a backward that also carries a gradient of the lse, which
 // flash's backward has no input for.
 
@@ -189,7 +191,8 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
-  if (spec.core == TileCore::kAuto && flash_core_fits(q) && !dlse.defined()) return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
+  if (spec.core == TileCore::kAuto && flash_core_fits(q) && !dlse.defined())
+    return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
   auto delta = (dout * out).sum(-1, true);  // [B,H,Tq,1]

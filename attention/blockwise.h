@@ -46,8 +46,8 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const at::Tensor& dk, const at::Tensor& dv);
 
 // q, k, v: [B, T, H, D] -> contiguous head-major [B, H, T, D], q times the softmax scale
-// (attention.softmax_scale; 0: 1/sqrt(D)): what the tiled core takes. k and v are not copied when they are transposes of head-major tensors (as
-// the model's attention layer passes them).
+// (attention.softmax_scale; 0: 1/sqrt(D)): what the tiled core takes. k and v are not copied
+// when they are transposes of head-major tensors (as the model's attention layer passes them).
 struct HeadMajor {
   at::Tensor q, k, v;
 };

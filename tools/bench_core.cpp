@@ -1,8 +1,6 @@
 // longnet bench core: the tile core under every kernel, ours (attention/blockwise) against
 // LibTorch's flash attention for the CPU, on the tile shapes the kernels run, forward and
 // forward+backward, float32. Its table is what attention/blockwise.cpp's choice of core rests on.
-#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
-#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -63,24 +61,25 @@ nlohmann::json measure(const Shape& s, int64_t units, int64_t D, int repeat) {
   auto q = torch::randn({1, units, s.tq, D}) / std::sqrt(static_cast<double>(D));
   auto k = torch::randn({1, units, s.tk, D}), v = torch::randn({1, units, s.tk, D});
   auto dout = torch::randn({1, units, s.tq, D});
-  attention::TileSpec spec;
-  spec.causal = s.causal;
-  spec.q_block = 256;
-  spec.k_block = 1024;
-  spec.core = attention::TileCore::kLoop;
+  // The same calls the kernels make, once with the tile loop and once with the core's choice
+  // (flash wherever its masks fit, which they do for every shape here).
+  attention::TileSpec loop;
+  loop.causal = s.causal;
+  loop.q_block = 256;
+  loop.k_block = 1024;
+  loop.core = attention::TileCore::kLoop;
+  attention::TileSpec flash = loop;
+  flash.core = attention::TileCore::kAuto;
 
   torch::Tensor out, lse, fout, flse;
-  auto tiled_fwd = [&] { attention::tiled_forward(q, k, v, spec, out, lse); };
-  auto flash_fwd = [&] {
-    std::tie(fout, flse) = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, s.causal, {}, 1.0);
-  };
-  auto tiled_bwd = [&] {
+  auto backward = [&](const attention::TileSpec& spec, const torch::Tensor& o, const torch::Tensor& l) {
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
-    attention::tiled_backward(q, k, v, out, lse, dout, {}, spec, dq, dk, dv);
+    attention::tiled_backward(q, k, v, o, l, dout, {}, spec, dq, dk, dv);
   };
-  auto flash_bwd = [&] {
-    at::_scaled_dot_product_flash_attention_for_cpu_backward(dout, q, k, v, fout, flse, 0.0, s.causal, {}, 1.0);
-  };
+  auto tiled_fwd = [&] { attention::tiled_forward(q, k, v, loop, out, lse); };
+  auto flash_fwd = [&] { attention::tiled_forward(q, k, v, flash, fout, flse); };
+  auto tiled_bwd = [&] { backward(loop, out, lse); };
+  auto flash_bwd = [&] { backward(flash, fout, flse); };
   const double tf = best_of(repeat, tiled_fwd), ff = best_of(repeat, flash_fwd);
   const double tb = best_of(repeat, tiled_bwd), fb = best_of(repeat, flash_bwd);
   nlohmann::json r;
@@ -94,7 +93,7 @@ nlohmann::json measure(const Shape& s, int64_t units, int64_t D, int repeat) {
   r["flash_fwdbwd_ms"] = (ff + fb) * 1e3;
   // The two cores must agree, or the timing compares different things.
   r["max_out_diff"] = (out - fout).abs().max().item<double>();
-  r["max_lse_diff"] = (lse - flse.to(lse.scalar_type())).abs().max().item<double>();
+  r["max_lse_diff"] = (lse - flse).abs().max().item<double>();
   return r;
 }
 
