@@ -2,10 +2,12 @@
 #
 # CPU build (default): libtorch_cpu + libc10 only. The wheel's own TorchConfig.cmake is not used
 # here because it links torch_cuda as well, which needs the CUDA toolkit to configure and several
-# GB of CUDA wheels to load. The wheel ships no Gloo headers, which c10d's ProcessGroupGloo.hpp
-# includes; Debian's libgloo-dev supplies them, for declarations only: no Gloo library is linked
-# (the wheel's Gloo is inside libtorch_cpu), and train/distributed.cpp, the one file that includes
-# ProcessGroupGloo.hpp, uses Gloo types only as opaque pointers handed back to c10d.
+# GB of CUDA wheels to load.
+#
+# Both builds: the wheel ships no Gloo headers, which c10d's ProcessGroupGloo.hpp includes. The
+# headers that one includes (17 files) are vendored under third_party/gloo/ from the Gloo commit
+# whose code is inside the wheel's libtorch_cpu (third_party/gloo/README.md says how it was
+# identified); no Gloo library is linked, the wheel's own Gloo is the one that runs.
 #
 # CUDA build (-DLONGNET_CUDA=ON, preset `cuda`): the wheel's TorchConfig.cmake with the CUDA
 # toolkit, torch_cuda and NCCL process groups.
@@ -67,11 +69,6 @@ if(LONGNET_CUDA)
   endif()
   target_compile_definitions(longnet_torch INTERFACE LONGNET_WITH_CUDA=1 LONGNET_WITH_NCCL=1 USE_C10D_NCCL=1)
 else()
-  find_path(LONGNET_GLOO_INCLUDE gloo/context.h)
-  if(NOT LONGNET_GLOO_INCLUDE)
-    message(FATAL_ERROR "gloo/context.h not found: c10d's ProcessGroupGloo.hpp needs Gloo's headers "
-                        "(apt-get install libgloo-dev; tools/setup.sh does)")
-  endif()
   target_include_directories(longnet_torch SYSTEM INTERFACE "${_inc}" "${_inc}/torch/csrc/api/include")
   # What the wheel's Caffe2Targets.cmake gives torch_cpu's users, less RPC, which longnet does not use.
   target_compile_definitions(longnet_torch INTERFACE USE_DISTRIBUTED USE_C10D_GLOO _GLIBCXX_USE_CXX11_ABI=1)
@@ -79,4 +76,5 @@ else()
   target_link_libraries(longnet_torch INTERFACE
     "${LONGNET_TORCH_ROOT}/lib/libtorch_cpu.so" "${LONGNET_TORCH_ROOT}/lib/libc10.so")
 endif()
+target_include_directories(longnet_torch SYSTEM INTERFACE "${PROJECT_SOURCE_DIR}/third_party/gloo/include")
 message(STATUS "LibTorch ${LONGNET_TORCH_MAJOR}.x at ${LONGNET_TORCH_ROOT} (CUDA: ${LONGNET_CUDA})")

@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 python3-venv
           libyaml-cpp-dev libspdlog-dev libsentencepiece-dev libgtest-dev nlohmann-json3-dev
-          libgloo-dev         # headers only, for the declarations of c10d's ProcessGroupGloo: see cmake/torch.cmake
           python3.11-doc)     # the default corpus: the Python 3.11 documentation sources
 
 missing=()
