@@ -90,14 +90,27 @@ std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool
   return rows;
 }
 
+// Row i's spec for unit (n, h) under dropout: the stream, the query block's positions and the
+// gathered keys' true positions.
+TileSpec row_spec(const Row& r, const DropoutKey& drop, int64_t n, int64_t h, int64_t q_first, int64_t len) {
+  TileSpec s = r.spec;
+  if (!drop.active()) return s;
+  s.dropout = &drop;
+  s.drop_stream = drop.stream(n, h);
+  s.drop_q_pos = torch::arange(q_first, q_first + len, torch::kLong);
+  s.drop_k_pos = r.positions;
+  return s;
+}
+
 // q (scaled), k, v: [B, H, T, D] contiguous -> out [B, H, T, D], lse [B, H, T]. Forward and
 // backward gather each row's kept k/v blocks on the fly, so memory is the inputs plus one row.
 class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& mask, bool causal, int64_t b,
-                               int64_t k_block) {
+                               int64_t k_block, const std::vector<int64_t>& dropout) {
     torch::NoGradGuard no_grad;
+    const auto drop = DropoutKey::unpack(dropout);
     const int64_t T = q.size(2), H = q.size(1);
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), q.options());
@@ -111,14 +124,15 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
         if (rows[i].blocks.empty()) continue;
         const int64_t len = std::min(b, T - i * b);
         tiled_forward_into(qu.narrow(0, i * b, len), ku.index_select(0, rows[i].positions),
-                           vu.index_select(0, rows[i].positions), rows[i].spec, ou.narrow(0, i * b, len),
-                           lu.narrow(0, i * b, len));
+                           vu.index_select(0, rows[i].positions), row_spec(rows[i], drop, u / H, u % H, i * b, len),
+                           ou.narrow(0, i * b, len), lu.narrow(0, i * b, len));
       }
     });
     ctx->save_for_backward({q, k, v, out, lse, mask});
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["b"] = b;
     ctx->saved_data["k_block"] = k_block;
+    ctx->saved_data["dropout"] = dropout;
     return {out, lse};
   }
 
@@ -132,6 +146,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     const auto& dlse = grads[1];
     const int64_t H = q.size(1);
+    const auto drop = DropoutKey::unpack(ctx->saved_data["dropout"].toIntVector());
     // Per unit, so that the index_add_ into dk, dv never races.
     for_each_unit(q.size(0) * H, [&](int64_t u) {
       const int64_t n = u / H, h = u % H;
@@ -145,12 +160,12 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
         auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
         tiled_backward_into(qu.narrow(0, i * b, len), kg, vg, ou.narrow(0, i * b, len), lu.narrow(0, i * b, len),
                             du.narrow(0, i * b, len), dlse.defined() ? dlse[n][h].narrow(0, i * b, len) : dlse,
-                            rows[i].spec, dqu.narrow(0, i * b, len), dkg, dvg);
+                            row_spec(rows[i], drop, n, h, i * b, len), dqu.narrow(0, i * b, len), dkg, dvg);
         dku.index_add_(0, pos, dkg);
         dvu.index_add_(0, pos, dvg);
       }
     });
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -160,7 +175,7 @@ AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torc
                                               bool causal) {
   const auto h = head_major(q, k, v, options_.softmax_scale);
   auto res = BlockSparseFunction::apply(h.q, h.k, h.v, block_mask(q.size(1), causal), causal, options_.block_size,
-                                        std::max(options_.block_size, options_.key_block));
+                                        std::max(options_.block_size, options_.key_block), drawn().pack());
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 

@@ -49,6 +49,16 @@ void apply_mask_(torch::Tensor& s, TileMask m, const TileSpec& spec, int64_t qs,
       .masked_fill_(future_mask(spec, qs, qe, first_masked, ke, s.device()), kNegInf);
 }
 
+// The dropout factors z of the pairs of query rows [qs, qe) and key rows [ks, ke): [bq, bk].
+torch::Tensor tile_factors(const TileSpec& spec, int64_t qs, int64_t qe, int64_t ks, int64_t ke,
+                           const torch::Tensor& like) {
+  auto pos = [](const at::Tensor& explicit_pos, int64_t pos0, int64_t s, int64_t e) {
+    return explicit_pos.defined() ? explicit_pos.narrow(0, s, e - s) : torch::arange(pos0 + s, pos0 + e, torch::kLong);
+  };
+  return dropout_factors(*spec.dropout, spec.drop_stream, pos(spec.drop_q_pos, spec.q_pos0, qs, qe),
+                         pos(spec.drop_k_pos, spec.k_pos0, ks, ke), like.scalar_type(), like.device());
+}
+
 // -inf (no keys) -> 0 so that exp(s - lse) is 0 rather than NaN.
 torch::Tensor finite_or_zero(const torch::Tensor& x) {
   return torch::where(torch::isfinite(x), x, torch::zeros_like(x));
@@ -144,7 +154,7 @@ bool flash_core_fits(const at::Tensor& q) {
 
 void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
-  if (spec.core == TileCore::kAuto && flash_core_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block);
@@ -166,17 +176,21 @@ void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tens
       auto s = torch::matmul(qb, k.narrow(-2, ks, ke - ks).transpose(-1, -2));  // [B,H,bq,bk]
       apply_mask_(s, mask, spec, qs, qe, ks, ke);
       auto tile_m = s.amax(-1, /*keepdim=*/true);                  // [B,H,bq,1]
+      // The sum l is over the undropped probabilities: dropout scales P after normalising.
+      auto dropped = [&](torch::Tensor& e) -> torch::Tensor& {
+        return spec.drops() ? e.mul_(tile_factors(spec, qs, qe, ks, ke, e)) : e;
+      };
       if (!m.defined()) {
         m = finite_or_zero(tile_m);
         s.sub_(m).exp_();
         l = s.sum(-1, true);
-        acc = torch::matmul(s, v.narrow(-2, ks, ke - ks));
+        acc = torch::matmul(dropped(s), v.narrow(-2, ks, ke - ks));
       } else {
         auto m_new = finite_or_zero(torch::maximum(m, tile_m));
         auto rescale = torch::exp(m - m_new);
         s.sub_(m_new).exp_();
         l.mul_(rescale).add_(s.sum(-1, true));
-        acc.mul_(rescale).add_(torch::matmul(s, v.narrow(-2, ks, ke - ks)));
+        acc.mul_(rescale).add_(torch::matmul(dropped(s), v.narrow(-2, ks, ke - ks)));
         m = m_new;
       }
     }
@@ -191,10 +205,12 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
-  if (spec.core == TileCore::kAuto && flash_core_fits(q) && !dlse.defined())
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !dlse.defined())
     return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
+  // With dropout z: out = (p z) v, so dv = (p z)^T dout and dp = z (dout v^T); delta is still
+  // dout . out (sum_j p_ij z_ij dout_i . v_j).
   auto delta = (dout * out).sum(-1, true);  // [B,H,Tq,1]
   if (dlse.defined()) delta = delta - dlse.unsqueeze(-1);
   auto lse_safe = finite_or_zero(lse).unsqueeze(-1);
@@ -216,8 +232,14 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
       auto p = torch::matmul(qb, kb.transpose(-1, -2));  // [B,H,bq,bk]
       apply_mask_(p, mask, spec, qs, qe, ks, ke);
       p.sub_(lseb).exp_();
-      dv.narrow(-2, ks, bk).add_(torch::matmul(p.transpose(-1, -2), dob));
       auto ds = torch::matmul(dob, vb.transpose(-1, -2));  // dp
+      if (spec.drops()) {
+        const auto z = tile_factors(spec, qs, qe, ks, ke, p);
+        dv.narrow(-2, ks, bk).add_(torch::matmul((p * z).transpose(-1, -2), dob));
+        ds.mul_(z);
+      } else {
+        dv.narrow(-2, ks, bk).add_(torch::matmul(p.transpose(-1, -2), dob));
+      }
       ds.sub_(deltab).mul_(p);
       dqb.add_(torch::matmul(ds, kb));
       dk.narrow(-2, ks, bk).add_(torch::matmul(ds.transpose(-1, -2), qb));
@@ -237,6 +259,14 @@ bool per_unit_threads(int64_t units) {
   const int64_t threads = at::get_num_threads();
   if (threads < 2 || at::in_parallel_region() || units < threads) return false;
   return units % threads == 0 || units >= 4 * threads;
+}
+
+// The spec of unit (batch row n, head h) of a [B, H, T, D] call: its dropout stream.
+TileSpec unit_spec(const TileSpec& spec, int64_t n, int64_t h) {
+  if (!spec.drops()) return spec;
+  TileSpec s = spec;
+  s.drop_stream = spec.dropout->stream(n, spec.head0 + h * spec.head_step);
+  return s;
 }
 
 }  // namespace
@@ -265,7 +295,7 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   const int64_t H = q.size(1);
   for_each_unit(q.size(0) * H, [&](int64_t u) {
     const int64_t n = u / H, h = u % H;
-    tiled_forward_into(q[n][h], k[n][h], v[n][h], spec, out[n][h], lse[n][h]);
+    tiled_forward_into(q[n][h], k[n][h], v[n][h], unit_spec(spec, n, h), out[n][h], lse[n][h]);
   });
 }
 
@@ -278,7 +308,7 @@ void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   for_each_unit(q.size(0) * H, [&](int64_t u) {
     const int64_t n = u / H, h = u % H;
     tiled_backward_into(q[n][h], k[n][h], v[n][h], out[n][h], lse[n][h], dout[n][h],
-                        dlse.defined() ? dlse[n][h] : dlse, spec, dq[n][h], dk[n][h], dv[n][h]);
+                        dlse.defined() ? dlse[n][h] : dlse, unit_spec(spec, n, h), dq[n][h], dk[n][h], dv[n][h]);
   });
 }
 

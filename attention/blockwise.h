@@ -6,6 +6,8 @@
 
 #include <functional>
 
+#include "attention/dropout.h"
+
 namespace longnet::attention {
 
 // kAuto: LibTorch's flash attention for the CPU wherever it computes the same thing (see
@@ -21,6 +23,18 @@ struct TileSpec {
   int64_t q_block = 128;
   int64_t k_block = 128;
   TileCore core = TileCore::kAuto;
+
+  // Attention dropout (dropout.h), when `dropout` is set and active (then always the tile loop:
+  // the flash kernels draw their own masks). The hash takes each pair's absolute positions:
+  // drop_q_pos [Tq] / drop_k_pos [Tk] int64 where the rows are not q_pos0 + i / k_pos0 + j
+  // (dilated's strided rows, gathered blocks). The unit's stream: `drop_stream` for the *_into
+  // calls; tiled_forward/backward derive it for unit (n, h) as stream(n, head0 + h * head_step).
+  const DropoutKey* dropout = nullptr;
+  uint64_t drop_stream = 0;
+  int64_t head0 = 0, head_step = 1;
+  at::Tensor drop_q_pos, drop_k_pos;
+
+  bool drops() const { return dropout != nullptr && dropout->active(); }
 };
 
 // q: [B, H, Tq, D], k, v: [B, H, Tk, D], contiguous -> out: [B, H, Tq, D], lse: [B, H, Tq].

@@ -31,10 +31,12 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q,
                                const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                               int64_t q_block, int64_t k_block) {
+                               int64_t q_block, int64_t k_block, const std::vector<int64_t>& dropout) {
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["q_block"] = q_block;
     ctx->saved_data["k_block"] = k_block;
+    ctx->saved_data["dropout"] = dropout;
+    const auto drop = DropoutKey::unpack(dropout);
     if (single_tile(q, k, q_block, k_block)) {
       auto s = torch::matmul(q, k.transpose(-1, -2));  // [B, H, Tq, Tk]
       if (causal) s.masked_fill_(causal_mask(q.size(2), k.size(2)), -std::numeric_limits<double>::infinity());
@@ -42,6 +44,13 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
       auto p = torch::softmax(s, -1);
       // p_max = exp(m - lse), so lse = m - log(p_max): no second pass of exp over s.
       auto lse = m - p.amax(-1).log();
+      if (drop.active()) {
+        auto z = dropout_factors_all(drop, q.size(0), q.size(1), torch::arange(q.size(2)), torch::arange(k.size(2)),
+                                     p.scalar_type(), p.device());
+        auto out = torch::matmul(p * z, v);
+        ctx->save_for_backward({q, k, v, out, lse, p, z});
+        return {out, lse};
+      }
       auto out = torch::matmul(p, v);
       ctx->save_for_backward({q, k, v, out, lse, p});
       return {out, lse};
@@ -50,6 +59,7 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
     spec.causal = causal;
     spec.q_block = q_block;
     spec.k_block = k_block;
+    spec.dropout = &drop;
     torch::Tensor out, lse;
     tiled_forward(q, k, v, spec, out, lse);
     ctx->save_for_backward({q, k, v, out, lse});
@@ -63,19 +73,25 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
     spec.causal = ctx->saved_data["causal"].toBool();
     spec.q_block = ctx->saved_data["q_block"].toInt();
     spec.k_block = ctx->saved_data["k_block"].toInt();
+    const auto drop = DropoutKey::unpack(ctx->saved_data["dropout"].toIntVector());
+    spec.dropout = &drop;
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
-    if (saved.size() == 6) {
+    if (saved.size() >= 6) {
+      // With dropout factors z: out = (p z) v, so dv = (p z)^T dout and dp = z (dout v^T).
       const auto& p = saved[5];
-      auto dv = torch::matmul(p.transpose(-1, -2), dout);
+      const bool dropped = saved.size() == 7;
+      auto dv = torch::matmul((dropped ? p * saved[6] : p).transpose(-1, -2), dout);
+      auto dp = torch::matmul(dout, v.transpose(-1, -2));
+      if (dropped) dp.mul_(saved[6]);
       // ds = p * (dp - sum_j dp_j p_j) is softmax's own backward; d lse / d s = p.
-      auto ds = torch::_softmax_backward_data(torch::matmul(dout, v.transpose(-1, -2)), p, -1, p.scalar_type());
+      auto ds = torch::_softmax_backward_data(dp, p, -1, p.scalar_type());
       if (grads[1].defined()) ds.add_(p * grads[1].unsqueeze(-1));
       return {torch::matmul(ds, k), torch::matmul(ds.transpose(-1, -2), q), dv, torch::Tensor(), torch::Tensor(),
-              torch::Tensor()};
+              torch::Tensor(), torch::Tensor()};
     }
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     tiled_backward(q, k, v, out, lse, dout, grads[1], spec, dq, dk, dv);
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -83,27 +99,27 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
 
 AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch::Tensor& k,
                                       const torch::Tensor& v, bool causal, int64_t q_block,
-                                      int64_t k_block) {
+                                      int64_t k_block, const DropoutKey& dropout) {
   auto res = TiledAttentionFunction::apply(q_scaled.contiguous(), k.contiguous(), v.contiguous(), causal, q_block,
-                                           k_block);
+                                           k_block, dropout.pack());
   return {res[0], res[1]};
 }
 
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t q_block,
-                                int64_t k_block, double softmax_scale) {
+                                int64_t k_block, double softmax_scale, const DropoutKey& dropout) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B, T, H, D]");
   TORCH_CHECK(!causal || q.size(1) == k.size(1), "causal attention needs Tq == Tk");
   // [B, T, H, D] -> [B, H, T, D], so every tile is a contiguous slice.
   const auto h = head_major(q, k, v, softmax_scale);
-  auto res = tiled_attention_heads(h.q, h.k, h.v, causal, q_block, k_block);
+  auto res = tiled_attention_heads(h.q, h.k, h.v, causal, q_block, k_block, dropout);
   return {res.out.transpose(1, 2), res.lse.transpose(1, 2)};
 }
 
 AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Tensor& k,
                                         const torch::Tensor& v, bool causal) {
   return tiled_attention(q, k, v, causal, options_.block_size, std::max(options_.block_size, options_.key_block),
-                         options_.softmax_scale);
+                         options_.softmax_scale, drawn());
 }
 
 }  // namespace longnet::attention

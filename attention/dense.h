@@ -23,12 +23,13 @@ class DenseAttention : public AttentionKernel {
 // -> out: [B, H, Tq, D], lse: [B, H, Tq].
 AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch::Tensor& k,
                                       const torch::Tensor& v, bool causal, int64_t q_block,
-                                      int64_t k_block);
+                                      int64_t k_block, const DropoutKey& dropout = {});
 
 // The autograd-aware tiled attention that dense (and later kernels) call.
 // q, k, v: [B, T, H, D] -> out: [B, Tq, H, D], lse: [B, Tq, H]; softmax_scale 0: 1/sqrt(D).
+// Under `dropout`, query i and key j sit at positions i and j.
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t q_block,
-                                int64_t k_block, double softmax_scale = 0);
+                                int64_t k_block, double softmax_scale = 0, const DropoutKey& dropout = {});
 
 }  // namespace longnet::attention

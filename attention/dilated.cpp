@@ -34,6 +34,29 @@ std::vector<torch::Tensor> unit_views(const torch::Tensor& x, const Unit& u) {
   return views;
 }
 
+// Where the views of unit_views(x, u) start in the sequence and how long their segments are,
+// in the same order: the rows of item (b, h, g) of view s are at positions
+// start + g * len + u.offset + i * u.r.
+std::vector<std::pair<int64_t, int64_t>> unit_segments(int64_t T, const Unit& u) {
+  const int64_t w = std::min(u.w, T), n_full = T / w, tail = T - n_full * w;
+  std::vector<std::pair<int64_t, int64_t>> segs;
+  if (n_full > 0 && u.offset < w) segs.push_back({0, w});
+  if (tail > 0 && u.offset < tail) segs.push_back({n_full * w, tail});
+  return segs;
+}
+
+// The tile spec of item (b, h, g) of view s under dropout: its stream and its rows' positions.
+TileSpec item_spec(const TileSpec& spec, const Unit& u, const std::pair<int64_t, int64_t>& seg, int64_t b, int64_t h,
+                   int64_t g) {
+  if (!spec.drops()) return spec;
+  TileSpec s = spec;
+  const int64_t first = seg.first + g * seg.second;
+  s.drop_stream = spec.dropout->stream(b, u.h_first + h * u.h_step);
+  s.drop_q_pos = torch::arange(first + u.offset, first + seg.second, u.r, torch::kLong);
+  s.drop_k_pos = s.drop_q_pos;
+  return s;
+}
+
 // Calls f(item) for every (batch, head, segment) of a [B, Ho, n_seg, m, ...] view, one item
 // per intra-op thread: each item is one segment's sparse attention of m rows.
 template <typename F>
@@ -59,8 +82,11 @@ TileSpec tile_spec(const AttentionOptions& o, bool causal) {
 class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const AttentionOptions& options, bool causal) {
-    const auto spec = tile_spec(options, causal);
+                               const torch::Tensor& v, const AttentionOptions& options, bool causal,
+                               const std::vector<int64_t>& dropout) {
+    const auto drop = DropoutKey::unpack(dropout);
+    auto spec = tile_spec(options, causal);
+    spec.dropout = &drop;
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
     // Units of one pair touch disjoint heads, items of one unit disjoint rows: the merges of
@@ -68,12 +94,13 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     for (const auto& u : dilated_units(options, q.size(1))) {
       auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
       auto ov = unit_views(out, u), lv = unit_views(lse, u);
+      const auto segs = unit_segments(q.size(2), u);
       for (size_t s = 0; s < qv.size(); ++s) {
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
           auto qi = qv[s][b][h][g];
           auto o = torch::zeros_like(qi);
           auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), qi.options());
-          tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], spec, o, l);
+          tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], item_spec(spec, u, segs[s], b, h, g), o, l);
           auto out_rows = ov[s][b][h][g], lse_rows = lv[s][b][h][g];
           merge_into_(out_rows, lse_rows, o, l);
         });
@@ -87,6 +114,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->saved_data["head_groups"] = options.mix == "head_groups";
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
+    ctx->saved_data["dropout"] = dropout;
     return {out, lse};
   }
 
@@ -99,7 +127,9 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     options.mix = ctx->saved_data["head_groups"].toBool() ? "head_groups" : "lse";
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
-    const auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
+    auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
+    const auto drop = DropoutKey::unpack(ctx->saved_data["dropout"].toIntVector());
+    spec.dropout = &drop;
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
@@ -109,16 +139,18 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       std::vector<torch::Tensor> glv;
       if (dlse.defined()) glv = unit_views(dlse, u);
       auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
+      const auto segs = unit_segments(q.size(2), u);
       // Accumulated straight into dq, dk, dv: within a unit the items touch disjoint rows.
       for (size_t s = 0; s < qv.size(); ++s) {
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
           tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], ov[s][b][h][g], lv[s][b][h][g],
-                              gov[s][b][h][g], dlse.defined() ? glv[s][b][h][g] : dlse, spec, dqv[s][b][h][g],
+                              gov[s][b][h][g], dlse.defined() ? glv[s][b][h][g] : dlse,
+                              item_spec(spec, u, segs[s], b, h, g), dqv[s][b][h][g],
                               dkv[s][b][h][g], dvv[s][b][h][g]);
         });
       }
     }
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -156,7 +188,7 @@ AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::T
                                           bool causal) {
   TORCH_CHECK(q.sizes() == k.sizes() && k.sizes() == v.sizes(), "dilated attention is self-attention: q, k, v of one shape");
   const auto h = head_major(q, k, v, options_.softmax_scale);
-  auto res = DilatedFunction::apply(h.q, h.k, h.v, options_, causal);
+  auto res = DilatedFunction::apply(h.q, h.k, h.v, options_, causal, drawn().pack());
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }
 

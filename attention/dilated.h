@@ -44,7 +44,8 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& options, int64_t 
 // [B, T_local, H, D] -> the rows of DilatedAttention(options) over the whole sequence.
 AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
-                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group);
+                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                     const DropoutKey& dropout = {});
 
 // Heads [first, first + count) of group g under mix: head_groups: H split into one contiguous
 // group per pair, the remainder going to the first groups.

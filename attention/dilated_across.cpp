@@ -45,8 +45,10 @@ struct DilatedAcrossState : torch::CustomClassHolder {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   AttentionOptions options;
   bool causal;
-  DilatedAcrossState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, AttentionOptions o, bool c)
-      : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c) {}
+  DropoutKey dropout;
+  DilatedAcrossState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, AttentionOptions o, bool c,
+                     const DropoutKey& d)
+      : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c), dropout(d) {}
 };
 
 // Waits for the transfers, the time counted as waiting (ring.h's figures).
@@ -186,6 +188,17 @@ TileSpec segment_spec(const DilatedAcrossState& s, const Segment& g, const Dilat
   };
   spec.q_pos0 = index(me);
   spec.k_pos0 = index(g.key_ranks.front());
+  spec.dropout = &s.dropout;
+  if (s.dropout.active()) {
+    // Kept index i sits at g.start + u.offset + i * r; the unit's heads are h_first + h * h_step.
+    int64_t n_keys = 0;
+    for (int x : g.key_ranks) n_keys += g.kept[x].count;
+    auto at = [&](int64_t first, int64_t n) { return torch::arange(first, first + n, torch::kLong) * u.r + g.start + u.offset; };
+    spec.drop_q_pos = at(spec.q_pos0, g.kept[me].count);
+    spec.drop_k_pos = at(spec.k_pos0, n_keys);
+    spec.head0 = u.h_first;
+    spec.head_step = u.h_step;
+  }
   return spec;
 }
 
@@ -312,11 +325,11 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
 
 AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
-                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout) {
   check_cross_rank_inputs("dilated attention across ranks", q, k, v, layout, group);
   TORCH_CHECK(!layout.zigzag(), "dilated attention across ranks needs the contiguous split");
   const auto h = head_major(q, k, v, options.softmax_scale);
-  auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal);
+  auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal, dropout);
   auto res = DilatedAcrossFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }

@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "attention/dropout.h"
+
 namespace longnet::attention {
 
 // out: [B, T, H, D]; lse: [B, T, H], the log of the softmax denominator of each query
@@ -28,6 +30,19 @@ class AttentionKernel : public torch::nn::Module {
     const double t = static_cast<double>(T);
     return causal ? t * (t + 1) / 2 : t * t;
   }
+
+  // Attention dropout: make_kernel sets the rate (attention.dropout), the model the seed and
+  // layer, the trainer the step and sample0 before each forward. Kernels draw with the key
+  // `drawn()` gives: the stored one in training mode, rate 0 in eval mode.
+  DropoutKey& dropout_key() { return dropout_; }
+  DropoutKey drawn() const {
+    DropoutKey k = dropout_;
+    if (!is_training()) k.rate = 0;
+    return k;
+  }
+
+ private:
+  DropoutKey dropout_;
 };
 
 using KernelPtr = std::shared_ptr<AttentionKernel>;

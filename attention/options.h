@@ -13,6 +13,7 @@ struct AttentionOptions {
   int64_t key_block = 1024;    // key tile: rows up to this many keys take one fused softmax
   bool causal = true;          // decoder-only language models attend to the past only
   double softmax_scale = 0;    // the factor on q.k before the softmax; 0: 1/sqrt(head_dim)
+  double dropout = 0;          // attention-probability dropout in training (dropout.h); 0: off
 
   // dilated (LongNet): one (segment length, dilation rate) pair per entry.
   std::vector<int64_t> segment_lengths = {2048};

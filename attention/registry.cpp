@@ -25,7 +25,7 @@ class RingAttention : public AttentionKernel {
   AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           bool causal) override {
     return ring_attention(q, k, v, causal, RingLayout(q.size(1), 0, 1, false), {}, options_.block_size,
-                          options_.key_block, /*packet_rows=*/0, options_.softmax_scale);
+                          options_.key_block, /*packet_rows=*/0, options_.softmax_scale, drawn());
   }
   std::string kind() const override { return "ring"; }
 
@@ -76,7 +76,9 @@ KernelPtr make_kernel(const AttentionOptions& options) {
     for (const auto& k : kernel_kinds()) valid += (valid.empty() ? "" : ", ") + k;
     throw std::invalid_argument("unknown attention kind '" + options.kind + "' (valid: " + valid + ")");
   }
-  return factory(options);
+  auto kernel = factory(options);
+  kernel->dropout_key().rate = options.dropout;
+  return kernel;
 }
 
 }  // namespace longnet::attention

@@ -75,7 +75,8 @@ class PairKernel {
 
 class DensePairs : public PairKernel {
  public:
-  DensePairs(bool causal, int64_t q_block, int64_t k_block) : causal_(causal), q_block_(q_block), k_block_(k_block) {}
+  DensePairs(bool causal, int64_t q_block, int64_t k_block, const DropoutKey& dropout)
+      : causal_(causal), q_block_(q_block), k_block_(k_block), dropout_(dropout) {}
   bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t) const override {
     return !causal_ || k_pos <= q_pos + q_len - 1;
   }
@@ -112,11 +113,13 @@ class DensePairs : public PairKernel {
     s.k_pos0 = k_pos;
     s.q_block = q_block_;
     s.k_block = k_block_;
+    s.dropout = &dropout_;  // the rows are at their true positions: q_pos0 + i, k_pos0 + j
     return s;
   }
   static constexpr int64_t kRows = 512;
   bool causal_;
   int64_t q_block_, k_block_;
+  DropoutKey dropout_;
 };
 
 // block_sparse's mask over the whole sequence, applied per query block: the kept key blocks'
@@ -126,8 +129,9 @@ class DensePairs : public PairKernel {
 // true positions (a range may hold only part of a block, so the two cannot share positions).
 class BlockPairs : public PairKernel {
  public:
-  BlockPairs(torch::Tensor mask, int64_t block, bool causal, int64_t k_block)
-      : mask_(std::move(mask)), acc_(mask_.accessor<bool, 2>()), b_(block), causal_(causal), k_block_(k_block) {}
+  BlockPairs(torch::Tensor mask, int64_t block, bool causal, int64_t k_block, const DropoutKey& dropout)
+      : mask_(std::move(mask)), acc_(mask_.accessor<bool, 2>()), b_(block), causal_(causal), k_block_(k_block),
+        dropout_(dropout) {}
 
   bool attends(int64_t q_pos, int64_t q_len, int64_t k_pos, int64_t k_len) const override {
     for (int64_t i = q_pos / b_; i * b_ < q_pos + q_len; ++i)
@@ -206,6 +210,8 @@ class BlockPairs : public PairKernel {
         keys->spec.causal = keys == &diagonal;
         keys->spec.q_pos0 = qs;
         keys->spec.k_pos0 = k_pos + keys->ranges[0].first;  // the diagonal's rows are one range
+        keys->spec.dropout = &dropout_;
+        if (dropout_.active() && keys->index.defined()) keys->spec.drop_k_pos = (keys->index + k_pos).cpu();
         f(qs - q_pos, qe - qs, *keys);
       }
     }
@@ -216,6 +222,7 @@ class BlockPairs : public PairKernel {
   int64_t b_;
   bool causal_;
   int64_t k_block_;
+  DropoutKey dropout_;
 };
 
 // A transfer unit: rows [offset, offset + length) of `owner`'s local tensors, at positions
@@ -672,19 +679,21 @@ void record_transfers(int64_t bytes_sent, double wait_seconds) {
 
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                               int64_t q_block, int64_t k_block, int64_t packet_rows, double softmax_scale) {
+                               int64_t q_block, int64_t k_block, int64_t packet_rows, double softmax_scale,
+                               const DropoutKey& dropout) {
   return across_ranks(q, k, v, layout, group,
-                      std::make_shared<DensePairs>(causal, q_block, std::max(q_block, k_block)), packet_rows,
+                      std::make_shared<DensePairs>(causal, q_block, std::max(q_block, k_block), dropout), packet_rows,
                       softmax_scale);
 }
 
 AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal, const AttentionOptions& options, const RingLayout& layout,
-                                          const c10::intrusive_ptr<c10d::ProcessGroup>& group, int64_t packet_rows) {
+                                          const c10::intrusive_ptr<c10d::ProcessGroup>& group, int64_t packet_rows,
+                                          const DropoutKey& dropout) {
   auto mask = BlockSparseAttention(options).block_mask(layout.length(), causal);
   return across_ranks(q, k, v, layout, group,
                       std::make_shared<BlockPairs>(mask, options.block_size, causal,
-                                                   std::max(options.block_size, options.key_block)),
+                                                   std::max(options.block_size, options.key_block), dropout),
                       packet_rows, options.softmax_scale);
 }
 

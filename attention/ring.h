@@ -57,11 +57,11 @@ class RingLayout {
 // equal to the rows of dense attention over the whole sequence; differentiable in q, k, v.
 // Every rank of `group` calls it with the same layout, shapes and causal flag. A layout of one
 // rank needs no group (null). packet_rows: rows per transfer, 0 for 1/64 of a share (at least 128).
-// softmax_scale: 0 for 1/sqrt(D).
+// softmax_scale: 0 for 1/sqrt(D). dropout: the mask of the pairs at their sequence positions.
 AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0,
-                               double softmax_scale = 0);
+                               double softmax_scale = 0, const DropoutKey& dropout = {});
 
 // block_sparse across ranks: the rows of BlockSparseAttention(options) over the whole sequence
 // (its block mask is over the whole sequence's positions). Packets whose key blocks no query
@@ -69,7 +69,7 @@ AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, c
 AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal, const AttentionOptions& options, const RingLayout& layout,
                                           const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                                          int64_t packet_rows = 0);
+                                          int64_t packet_rows = 0, const DropoutKey& dropout = {});
 
 // The checks every kernel across ranks makes of its inputs: q, k, v of one [B, T_local, H, D]
 // shape, T_local this rank's share under `layout`, and `group` the layout's ranks (a layout of

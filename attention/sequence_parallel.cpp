@@ -50,10 +50,11 @@ class SequenceParallelKernel : public AttentionKernel {
                           bool causal) override {
     const auto& layout = sp_->layout();
     if (options_.kind == "block_sparse")
-      return block_sparse_across_ranks(q, k, v, causal, options_, layout, sp_->group());
-    if (options_.kind == "dilated") return dilated_across_ranks(q, k, v, causal, options_, layout, sp_->group());
+      return block_sparse_across_ranks(q, k, v, causal, options_, layout, sp_->group(), /*packet_rows=*/0, drawn());
+    if (options_.kind == "dilated")
+      return dilated_across_ranks(q, k, v, causal, options_, layout, sp_->group(), drawn());
     return ring_attention(q, k, v, causal, layout, sp_->group(), options_.block_size, options_.key_block,
-                          /*packet_rows=*/0, options_.softmax_scale);
+                          /*packet_rows=*/0, options_.softmax_scale, drawn());
   }
   std::string kind() const override { return options_.kind; }
   double attended_pairs(int64_t T, bool causal) const override { return local_->attended_pairs(T, causal); }
@@ -67,7 +68,9 @@ class SequenceParallelKernel : public AttentionKernel {
 }  // namespace
 
 KernelPtr make_sequence_parallel_kernel(const AttentionOptions& options, SequenceParallelPtr sp) {
-  return std::make_shared<SequenceParallelKernel>(options, std::move(sp));
+  auto kernel = std::make_shared<SequenceParallelKernel>(options, std::move(sp));
+  kernel->dropout_key().rate = options.dropout;
+  return kernel;
 }
 
 }  // namespace longnet::attention

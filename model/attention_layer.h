@@ -52,6 +52,9 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   // cross-rank form, and rotary/xPos use the rows' positions in the whole sequence.
   void set_sequence_parallel(attention::SequenceParallelPtr sp);
 
+  // The attention kernel the layer calls (its dropout key is set through it: lm.h).
+  attention::AttentionKernel& kernel() { return *kernel_; }
+
   // Rows of qkv->weight ([(H + 2 G) * D, C]) that project queries, keys and values.
   torch::Tensor q_weight() const { return qkv->weight.narrow(0, 0, q_rows_); }
   torch::Tensor k_weight() const { return qkv->weight.narrow(0, q_rows_, kv_rows_); }

@@ -55,6 +55,16 @@ torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const
       .view(targets.sizes());
 }
 
+void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t step, int64_t sample0) {
+  for (size_t i = 0; i < model.blocks->size(); ++i) {
+    auto& key = model.blocks[i]->as<Block>()->attn->kernel().dropout_key();
+    key.seed = seed;
+    key.step = step;
+    key.layer = i;
+    key.sample0 = sample0;
+  }
+}
+
 void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp) {
   for (size_t i = 0; i < model.blocks->size(); ++i) model.blocks[i]->as<Block>()->attn->set_sequence_parallel(sp);
 }

@@ -53,6 +53,13 @@ TORCH_MODULE(LanguageModel);
 // is the single-process loss_sum. Everything but attention is per token and runs as before.
 void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp);
 
+// Attention dropout (attention.dropout, attention/dropout.h): the key of the next forwards'
+// masks. seed: the run's; step: the optimizer step; sample0: the global index of batch row 0
+// (micro-batch and data-parallel replica). Layer i's kernel draws with layer i and its rate.
+// Whoever runs the steps calls it before each micro-batch; a recomputed block (recompute.h)
+// draws the same mask again because the key is unchanged within the step.
+void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t step, int64_t sample0);
+
 // tokens, targets: whole windows [B, T]. The model's loss_sum over them, or with `sp` (the
 // model's) over this rank's rows of them, sp set to length T first.
 torch::Tensor window_loss_sum(LanguageModelImpl& model, const attention::SequenceParallelPtr& sp,

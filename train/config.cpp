@@ -215,6 +215,7 @@ void validate(RunConfig& c) {
   v.require(a.key_block >= 1, "attention.key_block", a.key_block, "an integer >= 1");
   v.require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", a.softmax_scale,
             "a number > 0, or 0 for 1/sqrt(head_dim)");
+  v.require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", a.dropout, "a number in [0, 1)");
   if (a.kind == "dilated") {
     const auto n = a.segment_lengths.size();
     v.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
@@ -372,6 +373,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   att.read("causal", m.attention.causal);
   att.read("key_block", m.attention.key_block);
   att.read("softmax_scale", m.attention.softmax_scale);
+  att.read("dropout", m.attention.dropout);
   att.read_list("segment_lengths", m.attention.segment_lengths);
   att.read_list("dilation_rates", m.attention.dilation_rates);
   att.read("mix", m.attention.mix);
@@ -464,6 +466,7 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "causal" << YAML::Value << m.attention.causal
       << YAML::Key << "key_block" << YAML::Value << m.attention.key_block
       << YAML::Key << "softmax_scale" << YAML::Value << m.attention.softmax_scale
+      << YAML::Key << "dropout" << YAML::Value << m.attention.dropout
       << YAML::Key << "segment_lengths" << YAML::Value << YAML::Flow << m.attention.segment_lengths
       << YAML::Key << "dilation_rates" << YAML::Value << YAML::Flow << m.attention.dilation_rates
       << YAML::Key << "mix" << YAML::Value << m.attention.mix

@@ -129,7 +129,10 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
       double step_loss = 0;
       for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
         if (sync && micro + 1 == opt.grad_accum) sync->arm();  // buckets go out during the last backward
-        auto batch = sampler.batch(step, micro * replicas + replica);
+        const int64_t slot = micro * replicas + replica;
+        auto batch = sampler.batch(step, slot);
+        model::set_attention_dropout(*model, static_cast<uint64_t>(opt.seed), static_cast<uint64_t>(step),
+                                     slot * config.data.batch_size);
         batch.tokens = batch.tokens.to(device);
         batch.targets = batch.targets.to(device);
         const double scale = 1.0 / static_cast<double>(batch.targets.numel() * opt.grad_accum * replicas);

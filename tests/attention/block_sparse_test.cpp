@@ -36,15 +36,25 @@ attention::AttentionOptions options_of(const Case& c) {
   return o;
 }
 
-void check(const Case& c, torch::ScalarType dtype, double tol) {
+void check(const Case& c, torch::ScalarType dtype, double tol, double dropout = 0) {
   auto opts = torch::TensorOptions().dtype(dtype);
   auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  attention::BlockSparseAttention kernel(options_of(c));
-  auto got = kernel.forward(q, k, v, c.causal);
-  auto want = masked_attention(q, k, v, block_allowed(kernel, c.T, c.block, c.causal));
-  SCOPED_TRACE(::testing::Message() << "T=" << c.T << " block=" << c.block << " local=" << c.local << " stride="
+  auto o = options_of(c);
+  o.dropout = dropout;
+  auto kernel_ptr = attention::make_kernel(o);
+  const auto& kernel = dynamic_cast<const attention::BlockSparseAttention&>(*kernel_ptr);
+  attention::DropoutKey key;
+  key.rate = dropout;
+  key.seed = 9;
+  key.step = 4;
+  key.layer = 3;
+  kernel_ptr->dropout_key() = key;
+  auto got = kernel_ptr->forward(q, k, v, c.causal);
+  auto want = masked_attention(q, k, v, block_allowed(kernel, c.T, c.block, c.causal),
+                               dropout > 0 ? oracle_dropout(key, c.B, c.H, c.T, dtype) : torch::Tensor());
+  SCOPED_TRACE(::testing::Message() << "dropout=" << dropout << " T=" << c.T << " block=" << c.block << " local=" << c.local << " stride="
                                     << c.stride << " global=" << c.global << " random=" << c.random
                                     << " causal=" << c.causal);
   expect_matches_oracle(got, want, q, k, v, tol);
@@ -67,6 +77,11 @@ class BlockSparseTest : public SeededTest {};
 
 TEST_F(BlockSparseTest, MatchesOracleFloat64) {
   for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+}
+
+// Attention dropout: the gathered keys hash at their own positions, not the gathered order's.
+TEST_F(BlockSparseTest, DropoutMatchesOracleGivenTheSameMask) {
+  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10, 0.3);
 }
 
 TEST_F(BlockSparseTest, MatchesOracleFloat32) {

@@ -181,6 +181,127 @@ TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
   }
 }
 
+// Attention dropout (attention/dropout.h): the mask is a function of its key and of the pair.
+attention::DropoutKey a_dropout_key(double rate = 0.3) {
+  attention::DropoutKey key;
+  key.rate = rate;
+  key.seed = 7;
+  key.step = 123;
+  key.layer = 2;
+  key.sample0 = 5;
+  return key;
+}
+
+class DropoutTest : public SeededTest {};
+
+TEST_F(DropoutTest, TheMaskIsAFunctionOfItsKeyAndDropsAboutTheRate) {
+  const auto key = a_dropout_key();
+  auto pos = torch::arange(300, torch::kLong);
+  auto z = attention::dropout_factors(key, key.stream(0, 1), pos, pos, torch::kFloat, torch::kCPU);
+  const double dropped = (z == 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(dropped, 0.3, 0.01);  // 90,000 pairs: the standard error is 0.0015
+  auto kept = z.masked_select(z != 0);
+  EXPECT_TRUE(AllClose(kept, torch::full_like(kept, 1 / 0.7), 1e-6)) << "kept pairs are scaled by 1/(1-rate)";
+  // The same key and pair give the same factor, whichever tile asks: a sub-tile at an offset.
+  auto part = attention::dropout_factors(key, key.stream(0, 1), pos.narrow(0, 40, 17), pos.narrow(0, 100, 9),
+                                         torch::kFloat, torch::kCPU);
+  EXPECT_TRUE(AllClose(part, z.narrow(0, 40, 17).narrow(1, 100, 9), 0.0));
+  // Every part of the key changes the mask.
+  auto differs = [&](const attention::DropoutKey& other, int64_t b, int64_t h) {
+    auto w = attention::dropout_factors(other, other.stream(b, h), pos, pos, torch::kFloat, torch::kCPU);
+    return (w != z).to(torch::kDouble).mean().item<double>();
+  };
+  for (auto change : {&attention::DropoutKey::seed, &attention::DropoutKey::step, &attention::DropoutKey::layer}) {
+    auto other = key;
+    other.*change += 1;
+    EXPECT_GT(differs(other, 0, 1), 0.3);  // two independent masks disagree on 2 * 0.3 * 0.7 of the pairs
+  }
+  EXPECT_GT(differs(key, 1, 1), 0.3) << "batch row";
+  EXPECT_GT(differs(key, 0, 2), 0.3) << "head";
+  auto moved = key;
+  moved.sample0 += 1;
+  EXPECT_EQ(differs(moved, 0, 1), differs(key, 1, 1)) << "sample0 + b is the sample";
+  EXPECT_EQ(moved.stream(0, 1), key.stream(1, 1));
+}
+
+// Every path of dense (the one-tile fused softmax, the tile loop with one and several key tiles)
+// and ring in one process, against the oracle given the same mask; in eval mode no dropout.
+TEST_F(DropoutTest, DenseAndRingMatchOracleGivenTheSameMask) {
+  const auto key = a_dropout_key();
+  for (const std::string kind : {"dense", "ring"})
+    for (const Case& c : {Case{2, 37, 3, 8, 16, true}, Case{2, 37, 3, 8, 16, false}, Case{1, 64, 2, 8, 64, true}})
+      for (int64_t key_block : {c.block, int64_t{8192}}) {
+        auto opts = torch::TensorOptions().dtype(torch::kDouble);
+        auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        attention::AttentionOptions o;
+        o.kind = kind;
+        o.block_size = c.block;
+        o.key_block = key_block;
+        o.dropout = key.rate;
+        auto kernel = attention::make_kernel(o);
+        EXPECT_EQ(kernel->dropout_key().rate, key.rate) << "make_kernel sets the rate from attention.dropout";
+        kernel->dropout_key() = key;
+        auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
+        SCOPED_TRACE(::testing::Message() << kind << " T=" << c.T << " block=" << c.block << " key_block=" << key_block
+                                          << " causal=" << c.causal);
+        auto want = masked_attention(q, k, v, allowed, oracle_dropout(key, c.B, c.H, c.T, torch::kDouble));
+        expect_matches_oracle(kernel->forward(q, k, v, c.causal), want, q, k, v, 1e-10);
+        kernel->eval();
+        expect_matches_oracle(kernel->forward(q, k, v, c.causal), masked_attention(q, k, v, allowed), q, k, v, 1e-10);
+      }
+}
+
+// The tile core under dropout on tiles at offsets and with explicit positions (as dilated and
+// block_sparse give them), with and without an lse gradient.
+TEST_F(DropoutTest, TileCoreMatchesOracleAtOffsetsAndExplicitPositions) {
+  const auto key = a_dropout_key(0.5);
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  const int64_t Tq = 20, Tk = 30, q_pos0 = 25, k_pos0 = 0;
+  auto q = torch::randn({2, 3, Tq, 8}, opts), k = torch::randn({2, 3, Tk, 8}, opts), v = torch::randn({2, 3, Tk, 8}, opts);
+  for (bool explicit_positions : {false, true}) {
+    attention::TileSpec spec;
+    spec.causal = true;
+    spec.q_pos0 = q_pos0;
+    spec.k_pos0 = k_pos0;
+    spec.q_block = 8;
+    spec.k_block = 16;
+    spec.dropout = &key;
+    spec.head0 = 1;
+    spec.head_step = 2;
+    // Positions for the hash: by default q_pos0 + i, k_pos0 + j; explicit ones are any others.
+    auto hq = torch::arange(q_pos0, q_pos0 + Tq), hk = torch::arange(k_pos0, k_pos0 + Tk);
+    if (explicit_positions) {
+      hq = hq * 3 + 1;
+      hk = torch::randperm(100).narrow(0, 0, Tk);
+      spec.drop_q_pos = hq;
+      spec.drop_k_pos = hk;
+    }
+    torch::Tensor out, lse;
+    attention::tiled_forward(q, k, v, spec, out, lse);
+    std::vector<torch::Tensor> z;
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t h = 0; h < 3; ++h)
+        z.push_back(attention::dropout_factors(key, key.stream(b, 1 + 2 * h), hq, hk, torch::kDouble, torch::kCPU));
+    auto factors = torch::stack(z).view({2, 3, Tq, Tk});
+    auto qo = (q * std::sqrt(8.0)).transpose(1, 2).requires_grad_();
+    auto ko = k.transpose(1, 2).requires_grad_(), vo = v.transpose(1, 2).requires_grad_();
+    auto allowed = torch::arange(k_pos0, k_pos0 + Tk).unsqueeze(0) <= torch::arange(q_pos0, q_pos0 + Tq).unsqueeze(1);
+    auto want = masked_attention(qo, ko, vo, allowed, factors);
+    SCOPED_TRACE(::testing::Message() << "explicit positions: " << explicit_positions);
+    EXPECT_TRUE(AllClose(out, want.out.transpose(1, 2), 1e-10)) << "out";
+    EXPECT_TRUE(AllClose(lse, want.lse.transpose(1, 2), 1e-10)) << "lse";
+    auto dout = torch::randn_like(out), dlse = torch::randn_like(lse);
+    auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    attention::tiled_backward(q, k, v, out, lse, dout, dlse, spec, dq, dk, dv);
+    auto g = torch::autograd::grad({want.out, want.lse}, {qo, ko, vo}, {dout.transpose(1, 2), dlse.transpose(1, 2)});
+    EXPECT_TRUE(AllClose(dq, g[0].transpose(1, 2) * std::sqrt(8.0), 1e-10)) << "dq";
+    EXPECT_TRUE(AllClose(dk, g[1].transpose(1, 2), 1e-10)) << "dk";
+    EXPECT_TRUE(AllClose(dv, g[2].transpose(1, 2), 1e-10)) << "dv";
+  }
+}
+
 class MergeTest : public SeededTest {};
 
 // Attention over all keys equals the lse-merge of attention over two disjoint key sets,

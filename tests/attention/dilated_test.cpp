@@ -32,8 +32,11 @@ torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool c
 
 // The DESIGN.md definition, via the oracle: per pair masked attention, mixed by lse; or, for
 // head_groups, group g's heads with pair g alone at offset g mod r_g.
+// Under dropout every pair's attention gets the same factors (a pair met by two (w, r) pairs is
+// dropped or kept in both).
 attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                          const attention::AttentionOptions& o, bool causal) {
+                                          const attention::AttentionOptions& o, bool causal,
+                                          const torch::Tensor& factors = {}) {
   const int64_t T = q.size(1), H = q.size(2);
   const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
   if (o.mix == "head_groups") {
@@ -42,7 +45,8 @@ attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::T
       const auto [first, count] = attention::head_group(H, n, g);
       const int64_t r = o.dilation_rates[g];
       auto mask = dilated_allowed(T, count, o.segment_lengths[g], r, causal, [&](int64_t) { return g % r; });
-      auto res = masked_attention(q.narrow(2, first, count), k.narrow(2, first, count), v.narrow(2, first, count), mask);
+      auto res = masked_attention(q.narrow(2, first, count), k.narrow(2, first, count), v.narrow(2, first, count), mask,
+                                  factors.defined() ? factors.narrow(1, first, count) : factors);
       outs.push_back(res.out);
       lses.push_back(res.lse);
     }
@@ -52,7 +56,7 @@ attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::T
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = o.dilation_rates[i];
     auto mask = dilated_allowed(T, H, o.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; });
-    auto res = masked_attention(q, k, v, mask);
+    auto res = masked_attention(q, k, v, mask, factors);
     mixed = i == 0 ? res : attention::merge(mixed, res);
   }
   return mixed;
@@ -66,7 +70,7 @@ struct Case {
   int64_t block = 16;
 };
 
-void check(const Case& c, torch::ScalarType dtype, double tol) {
+void check(const Case& c, torch::ScalarType dtype, double tol, double dropout = 0) {
   auto opts = torch::TensorOptions().dtype(dtype);
   auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
@@ -77,9 +81,19 @@ void check(const Case& c, torch::ScalarType dtype, double tol) {
   o.dilation_rates = c.r;
   o.mix = c.mix;
   o.block_size = c.block;
-  auto got = attention::make_kernel(o)->forward(q, k, v, c.causal);
-  auto want = dilated_oracle(q, k, v, o, c.causal);
-  SCOPED_TRACE(::testing::Message() << "B=" << c.B << " T=" << c.T << " H=" << c.H << " mix=" << c.mix
+  o.dropout = dropout;
+  auto kernel = attention::make_kernel(o);
+  attention::DropoutKey key;
+  key.rate = dropout;
+  key.seed = 3;
+  key.step = 17;
+  key.layer = 1;
+  key.sample0 = 2;
+  kernel->dropout_key() = key;
+  auto got = kernel->forward(q, k, v, c.causal);
+  auto want = dilated_oracle(q, k, v, o, c.causal,
+                             dropout > 0 ? oracle_dropout(key, c.B, c.H, c.T, dtype) : torch::Tensor());
+  SCOPED_TRACE(::testing::Message() << "dropout=" << dropout << " B=" << c.B << " T=" << c.T << " H=" << c.H << " mix=" << c.mix
                                     << " causal=" << c.causal << " pairs=" << c.w.size());
   expect_matches_oracle(got, want, q, k, v, tol);
 }
@@ -100,6 +114,12 @@ class DilatedTest : public SeededTest {};
 
 TEST_F(DilatedTest, MatchesOracleFloat64) {
   for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+}
+
+// Attention dropout: each segment's rows hash at their sequence positions and heads, so the
+// kernel draws the oracle's mask whatever the segment, rate, offset or head group.
+TEST_F(DilatedTest, DropoutMatchesOracleGivenTheSameMask) {
+  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10, 0.3);
 }
 
 TEST_F(DilatedTest, MatchesOracleFloat32) {

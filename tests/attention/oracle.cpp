@@ -8,7 +8,7 @@
 namespace longnet::testing {
 
 attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                            const torch::Tensor& allowed) {
+                                            const torch::Tensor& allowed, const torch::Tensor& dropout_factors) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto s = torch::einsum("bqhd,bkhd->bhqk", {q, k}) * scale;           // [B, H, Tq, Tk]
   auto mask = allowed.dim() == 2 ? allowed.view({1, 1, allowed.size(0), allowed.size(1)}) : allowed.unsqueeze(0);
@@ -16,6 +16,7 @@ attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch:
   auto lse = torch::logsumexp(s, -1);                                   // [B, H, Tq]
   auto empty = torch::isinf(lse);
   auto p = torch::exp(s - torch::where(empty, torch::zeros_like(lse), lse).unsqueeze(-1));
+  if (dropout_factors.defined()) p = p * dropout_factors;
   auto out = torch::einsum("bhqk,bkhd->bqhd", {p, v});
   return {out, lse.transpose(1, 2)};
 }
@@ -38,6 +39,12 @@ void expect_matches_oracle(const attention::AttentionOutput& got, const attentio
   EXPECT_TRUE(AllClose(g1[0], g2[0], tol)) << "dq";
   EXPECT_TRUE(AllClose(g1[1], g2[1], tol)) << "dk";
   EXPECT_TRUE(AllClose(g1[2], g2[2], tol)) << "dv";
+}
+
+torch::Tensor oracle_dropout(const attention::DropoutKey& key, int64_t B, int64_t H, int64_t T,
+                             torch::ScalarType dtype) {
+  auto pos = torch::arange(T, torch::kLong);
+  return attention::dropout_factors_all(key, B, H, pos, pos, dtype, torch::kCPU);
 }
 
 torch::Tensor causal_allowed(int64_t T) { return torch::ones({T, T}, torch::kBool).tril(); }

@@ -9,8 +9,14 @@ namespace longnet::testing {
 
 // q: [B, Tq, H, D], k, v: [B, Tk, H, D], allowed: [H, Tq, Tk] or [Tq, Tk] bool
 // -> out: [B, Tq, H, D], lse: [B, Tq, H]. A query with no allowed key: out 0, lse -inf.
+// dropout_factors [B, H, Tq, Tk] (optional): multiplied into the probabilities after the softmax.
 attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                            const torch::Tensor& allowed);
+                                            const torch::Tensor& allowed, const torch::Tensor& dropout_factors = {});
+
+// The factors of `key` for every (batch row, head) of [B, T, H, D] inputs at positions 0..T-1,
+// from the kernels' own hash (attention/dropout.h): [B, H, T, T].
+torch::Tensor oracle_dropout(const attention::DropoutKey& key, int64_t B, int64_t H, int64_t T,
+                             torch::ScalarType dtype);
 
 // Expects a kernel's result to match the oracle's: out and lse, and the gradients of q, k, v
 // under a random upstream gradient of out alone, then of both out and lse (lse feeds the merges of the dilated and

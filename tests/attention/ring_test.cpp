@@ -25,6 +25,15 @@ TEST(RingTest, MatchesOneProcessOnOneTwoAndFourRanks) {
   }
 }
 
+// Attention dropout draws the same mask for the same pair however the sequence is split: one,
+// two and three ranks (uneven pieces) each equal the single-process kernels with the same key.
+TEST(RingTest, DropoutDrawsTheSameMaskOnOneTwoAndThreeRanks) {
+  for (int world : {1, 2, 3}) {
+    const auto status = run_ranks(world, "RingWorker.DISABLED_DropoutMatchesSingleProcessRows");
+    for (int r = 0; r < world; ++r) EXPECT_EQ(status[r], 0) << "rank " << r << " of " << world;
+  }
+}
+
 TEST(RingTest, MaskedPacketsAreNotSent) {
   for (int world : {2, 4}) {
     const auto status = run_ranks(world, "RingWorker.DISABLED_MaskedPacketsAreNotSent");
@@ -46,18 +55,13 @@ struct Case {
   bool causal, zigzag;
 };
 
-// The kernels across ranks against their single-process kernels over the whole sequence:
-// ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
-// by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
-// not). Every rank draws the same whole tensors and compares its rows.
-TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
+// Every rank draws the same whole tensors and compares its rows; dropout > 0: every kernel, in
+// one process and across ranks, draws with the same key.
+void expect_rows_match_single_process(const std::vector<Case>& cases, const std::vector<torch::ScalarType>& dtypes,
+                                      double dropout) {
   const auto env = train::distributed_env();
   ASSERT_TRUE(std::getenv("RANK")) << "run through RingTest";
   auto group = train::init_process_group(env, std::chrono::seconds(60));
-  const std::vector<Case> cases = {
-      {2, 64, 3, 8, true, true},   {2, 64, 3, 8, false, false}, {1, 37, 2, 4, true, true},  // 37: uneven chunks
-      {1, 45, 2, 8, true, false},  {2, 50, 3, 4, false, true},
-  };
   attention::AttentionOptions sparse;
   sparse.kind = "block_sparse";
   sparse.block_size = 8;
@@ -69,7 +73,13 @@ TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
   dilated.block_size = 4;
   dilated.segment_lengths = {6, 16, 64};
   dilated.dilation_rates = {1, 2, 4};
-  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+  attention::DropoutKey key;
+  key.rate = dropout;
+  key.seed = 5;
+  key.step = 31;
+  key.layer = 4;
+  key.sample0 = 8;
+  for (auto dtype : dtypes) {
     const double tol = dtype == torch::kDouble ? 1e-10 : 1e-5;
     for (const auto& c : cases) {
       for (const std::string kind : {"ring", "block_sparse", "dilated"}) {
@@ -81,9 +91,17 @@ TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
         auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
         auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts), glse = torch::randn({c.B, c.T, c.H}, opts);
         attention::AttentionOutput want;
-        if (kind == "ring") want = attention::tiled_attention(q, k, v, c.causal, 16, 16);
-        if (kind == "block_sparse") want = attention::BlockSparseAttention(sparse).forward(q, k, v, c.causal);
-        if (kind == "dilated") want = attention::DilatedAttention(dilated).forward(q, k, v, c.causal);
+        if (kind == "ring") want = attention::tiled_attention(q, k, v, c.causal, 16, 16, 0, key);
+        if (kind == "block_sparse") {
+          attention::BlockSparseAttention one(sparse);
+          one.dropout_key() = key;
+          want = one.forward(q, k, v, c.causal);
+        }
+        if (kind == "dilated") {
+          attention::DilatedAttention one(dilated);
+          one.dropout_key() = key;
+          want = one.forward(q, k, v, c.causal);
+        }
         auto want_grads = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
 
         attention::RingLayout layout(c.T, env.rank, env.world_size, c.zigzag);
@@ -91,12 +109,14 @@ TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
         auto local = [&](const torch::Tensor& t) { return t.detach().index_select(1, rows); };
         auto ql = local(q).requires_grad_(), kl = local(k).requires_grad_(), vl = local(v).requires_grad_();
         attention::AttentionOutput got;
-        if (kind == "ring") got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8, 5);
+        if (kind == "ring") got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8, 5, 0, key);
         if (kind == "block_sparse")
-          got = attention::block_sparse_across_ranks(ql, kl, vl, c.causal, sparse, layout, group, 5);
-        if (kind == "dilated") got = attention::dilated_across_ranks(ql, kl, vl, c.causal, dilated, layout, group);
+          got = attention::block_sparse_across_ranks(ql, kl, vl, c.causal, sparse, layout, group, 5, key);
+        if (kind == "dilated")
+          got = attention::dilated_across_ranks(ql, kl, vl, c.causal, dilated, layout, group, key);
         SCOPED_TRACE(::testing::Message() << kind << " rank " << env.rank << "/" << env.world_size << " T=" << c.T
-                                          << " causal=" << c.causal << " zigzag=" << c.zigzag);
+                                          << " causal=" << c.causal << " zigzag=" << c.zigzag
+                                          << " dropout=" << dropout);
         EXPECT_TRUE(AllClose(got.out, local(want.out), tol)) << "out";
         EXPECT_TRUE(AllClose(got.lse, local(want.lse), tol)) << "lse";
         auto g = torch::autograd::grad({got.out, got.lse}, {ql, kl, vl}, {local(gout), local(glse)});
@@ -106,6 +126,25 @@ TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
       }
     }
   }
+}
+
+// The kernels across ranks against their single-process kernels over the whole sequence:
+// ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
+// by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
+// not).
+TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
+  expect_rows_match_single_process({{2, 64, 3, 8, true, true},
+                                    {2, 64, 3, 8, false, false},
+                                    {1, 37, 2, 4, true, true},  // 37: uneven chunks
+                                    {1, 45, 2, 8, true, false},
+                                    {2, 50, 3, 4, false, true}},
+                                   {torch::kDouble, torch::kFloat}, 0);
+}
+
+TEST(RingWorker, DISABLED_DropoutMatchesSingleProcessRows) {
+  expect_rows_match_single_process({{2, 64, 3, 8, true, true}, {1, 37, 2, 4, true, true}, {1, 45, 2, 8, true, false},
+                                    {2, 50, 3, 4, false, false}},
+                                   {torch::kDouble}, 0.3);
 }
 
 // What travels: a causal block mask that keeps only the diagonal and the block before it sends

@@ -30,6 +30,7 @@ std::vector<torch::Tensor> gradients(const model::ModelOptions& o, const model::
   torch::manual_seed(7);
   model::LanguageModel m(o);
   model::apply_activation_checkpointing(*m, policy);
+  model::set_attention_dropout(*m, /*seed=*/3, /*step=*/11, /*sample0=*/0);
   m->train();
   m->loss(x.narrow(1, 0, x.size(1) - 1), x.narrow(1, 1, x.size(1) - 1)).backward();
   std::vector<torch::Tensor> g;
@@ -62,6 +63,26 @@ TEST_F(RecomputeTest, GradientsWithAndWithoutCheckpointingAreBitwiseEqualWithDro
   model::LanguageModel m(o);
   m->loss(x.narrow(1, 0, 64), x.narrow(1, 1, 64)).backward();
   EXPECT_FALSE(torch::equal(m->parameters()[1].grad(), plain[1]));
+}
+
+// Attention dropout keeps no generator state: a recomputed block draws its kernels' masks again
+// from the same key, whichever kernel.
+TEST_F(RecomputeTest, AttentionDropoutIsDrawnAgainInRecomputeForEveryKernel) {
+  auto x = torch::randint(64, {2, 65}, torch::kLong);
+  for (const std::string kind : {"dense", "dilated", "block_sparse", "ring"}) {
+    auto o = small(3, 0.0);
+    o.attention.kind = kind;
+    o.attention.block_size = 16;
+    o.attention.segment_lengths = {16, 64};
+    o.attention.dilation_rates = {1, 2};
+    auto without = gradients(o, {}, x);
+    o.attention.dropout = 0.2;
+    const auto plain = gradients(o, {}, x);
+    const auto got = gradients(o, {Mode::kBlocks, 1}, x);
+    ASSERT_EQ(got.size(), plain.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], plain[i])) << kind << " parameter " << i;
+    EXPECT_FALSE(torch::equal(without[1], plain[1])) << kind << ": the masks matter";
+  }
 }
 
 // Tensor bytes at the peak of one forward + backward.

@@ -106,6 +106,12 @@ TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
                                 "resolved.yaml")
                 .model.attention.softmax_scale,
             0.25);
+  EXPECT_NE(error_of(base, {"attention.dropout=1"}).find("attention.dropout: expected a number in [0, 1), got 1"),
+            std::string::npos);
+  EXPECT_EQ(train::parse_config(train::to_yaml(train::parse_config(base, "t.yaml", {"attention.dropout=0.1"})),
+                                "resolved.yaml")
+                .model.attention.dropout,
+            0.1);
 }
 
 TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
