@@ -113,7 +113,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const auto drop = DropoutKey::unpack(dropout);
     const int64_t T = q.size(2), H = q.size(1);
     auto out = torch::zeros_like(q);
-    auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), q.options());
+    auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), lse_options(q));
     const auto rows = plan_rows(mask, T, b, causal, k_block, q.device());
     // One (batch, head) unit per thread, its rows in turn: few large calls rather than a
     // multi-threaded call per small row.

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
+#include <ATen/ops/_scaled_dot_product_efficient_attention.h>
+#include <ATen/ops/_scaled_dot_product_efficient_attention_backward.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -64,14 +66,14 @@ torch::Tensor finite_or_zero(const torch::Tensor& x) {
   return torch::where(torch::isfinite(x), x, torch::zeros_like(x));
 }
 
-// LibTorch's flash attention for the CPU computes what the tile loop computes for two masks:
-// none, and causal with the first query and the first key at the same position ("top-left").
-// Through the kernels' own per-(batch, head) calls it ran 1.2-2.6x faster than the loop on the
-// tile shapes the kernels use, except a short non-causal row of many keys (block_sparse's
-// row of past blocks, 256 x 1024: 1.2-1.3x slower; `longnet bench core`). The loop below
-// serves what flash cannot: CUDA tensors (LibTorch's CUDA SDPA kernels are not
-// wired in yet: docs/build.md), and a backward that also carries a gradient of the lse, which
-// flash's backward has no input for.
+// LibTorch's flash attention computes what the tile loop computes for two masks: none, and
+// causal with the first query and the first key at the same position ("top-left"). On the CPU,
+// through the kernels' own per-(batch, head) calls, it ran 1.2-2.6x faster than the loop on the
+// tile shapes the kernels use, except a short non-causal row of many keys (block_sparse's row
+// of past blocks, 256 x 1024: 1.2-1.3x slower; `longnet bench core`), which therefore takes the
+// loop (loop_is_faster). On CUDA tensors the same pieces go to LibTorch's memory-efficient SDPA
+// kernel (compiled here, not yet run: docs/build.md). The loop also serves a backward that
+// carries a gradient of the lse, which flash's backward has no input for, and dropout.
 
 // The keys [ks, ke) that query rows [qs, Tq) attend under one flash mask. The tile loop masks
 // key j for query i iff k_pos0 + j > q_pos0 + i; with d = q_pos0 - k_pos0 that is at most
@@ -100,7 +102,42 @@ at::Tensor as_bhtd(const at::Tensor& x) { return x.reshape({1, -1, x.size(-2), x
 
 // The lse dtype flash works in: float for reduced floats, else the input's.
 at::ScalarType flash_lse_type(const at::Tensor& q) {
-  return q.scalar_type() == at::kBFloat16 ? at::kFloat : q.scalar_type();
+  return reduced_precision(q) ? at::kFloat : q.scalar_type();
+}
+
+// One flash call on a piece, inputs and outputs [1, units, T, D] / lse [1, units, Tq]: LibTorch's
+// flash kernel for the CPU, or on CUDA its memory-efficient SDPA kernel (the one that returns
+// the lse for any Tq, Tk and float32, bfloat16 or half; its causal mask is top-left too). Its
+// lse comes padded to a multiple of 32 queries.
+std::pair<at::Tensor, at::Tensor> flash_piece_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                      bool causal) {
+  if (q.is_cuda()) {
+    auto [o, l, seed, offset] = at::_scaled_dot_product_efficient_attention(q, k, v, {}, /*compute_log_sumexp=*/true,
+                                                                             0.0, causal, /*scale=*/1.0);
+    return {o, l.narrow(-1, 0, q.size(-2))};
+  }
+  auto [o, l] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, {}, /*scale=*/1.0);
+  return {o, l};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_piece_backward(const at::Tensor& dout, const at::Tensor& q,
+                                                                    const at::Tensor& k, const at::Tensor& v,
+                                                                    const at::Tensor& out, const at::Tensor& lse,
+                                                                    bool causal) {
+  if (q.is_cuda()) {
+    constexpr int64_t kAlign = 32;  // the padding the memory-efficient kernel gives its lse
+    const int64_t rows = q.size(-2), padded = (rows + kAlign - 1) / kAlign * kAlign;
+    auto lse_padded = at::zeros({lse.size(0), lse.size(1), padded}, lse.options());
+    lse_padded.narrow(-1, 0, rows).copy_(lse);
+    // No dropout: the philox seed and offset are unused, as in the forward's own empty ones.
+    auto unused = at::empty({}, at::dtype(at::kLong));
+    auto [dq, dk, dv, dbias] = at::_scaled_dot_product_efficient_attention_backward(
+        dout, q, k, v, at::Tensor(), out, lse_padded, unused, unused, 0.0, {true, true, true, false}, causal,
+        /*scale=*/1.0);
+    return {dq, dk, dv};
+  }
+  return at::_scaled_dot_product_flash_attention_for_cpu_backward(dout, q, k, v, out, lse, 0.0, causal, {},
+                                                                  /*scale=*/1.0);
 }
 
 void flash_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const TileSpec& spec,
@@ -109,12 +146,11 @@ void flash_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tens
   bool first = true;
   for (const auto& p : flash_pieces(spec, Tq, Tk)) {
     auto qp = q.narrow(-2, p.qs, Tq - p.qs);
-    auto [o, l] = at::_scaled_dot_product_flash_attention_for_cpu(
-        as_bhtd(qp), as_bhtd(k.narrow(-2, p.ks, p.ke - p.ks)), as_bhtd(v.narrow(-2, p.ks, p.ke - p.ks)), 0.0,
-        p.causal, {}, /*scale=*/1.0);
+    auto [o, l] = flash_piece_forward(as_bhtd(qp), as_bhtd(k.narrow(-2, p.ks, p.ke - p.ks)),
+                                      as_bhtd(v.narrow(-2, p.ks, p.ke - p.ks)), p.causal);
     auto out_rows = out.narrow(-2, p.qs, Tq - p.qs), lse_rows = lse.narrow(-1, p.qs, Tq - p.qs);
-    o = o.view(out_rows.sizes());
-    l = l.view(lse_rows.sizes()).to(lse.scalar_type());
+    o = o.reshape(out_rows.sizes());
+    l = l.reshape(lse_rows.sizes()).to(lse.scalar_type());
     if (first) {
       out_rows.copy_(o);
       lse_rows.copy_(l);
@@ -134,27 +170,52 @@ void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
   const auto lse_f = lse.to(flash_lse_type(q));
   for (const auto& p : flash_pieces(spec, Tq, Tk)) {
     const int64_t rows = Tq - p.qs, keys = p.ke - p.ks;
-    auto [gq, gk, gv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+    auto [gq, gk, gv] = flash_piece_backward(
         as_bhtd(dout.narrow(-2, p.qs, rows)), as_bhtd(q.narrow(-2, p.qs, rows)), as_bhtd(k.narrow(-2, p.ks, keys)),
         as_bhtd(v.narrow(-2, p.ks, keys)), as_bhtd(out.narrow(-2, p.qs, rows)),
-        lse_f.narrow(-1, p.qs, rows).reshape({1, -1, rows}), 0.0, p.causal, {}, /*scale=*/1.0);
+        lse_f.narrow(-1, p.qs, rows).reshape({1, -1, rows}), p.causal);
     auto dq_rows = dq.narrow(-2, p.qs, rows), dk_rows = dk.narrow(-2, p.ks, keys), dv_rows = dv.narrow(-2, p.ks, keys);
-    dq_rows.add_(gq.view(dq_rows.sizes()));
-    dk_rows.add_(gk.view(dk_rows.sizes()));
-    dv_rows.add_(gv.view(dv_rows.sizes()));
+    dq_rows.add_(gq.reshape(dq_rows.sizes()));
+    dk_rows.add_(gk.reshape(dk_rows.sizes()));
+    dv_rows.add_(gv.reshape(dv_rows.sizes()));
   }
 }
 
+// The measured exception on the CPU: a non-causal tile with at least four times as many keys as
+// queries.
+bool loop_is_faster(const at::Tensor& q, const at::Tensor& k, const TileSpec& spec) {
+  return q.device().is_cpu() && !spec.causal && k.size(-2) >= 4 * q.size(-2);
+}
+
+// CPU: float32, float64, bfloat16. CUDA: float32, bfloat16, half, with a head dimension the
+// memory-efficient kernel takes (a multiple of 8, at most 128 here, so that its backward fits).
 bool flash_core_fits(const at::Tensor& q) {
   const auto t = q.scalar_type();
+  if (q.is_cuda())
+    return (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf) && q.size(-1) % 8 == 0 && q.size(-1) <= 128;
   return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
 }
 
 }  // namespace
 
+bool reduced_precision(const at::Tensor& x) {
+  return x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
+}
+
+at::TensorOptions lse_options(const at::Tensor& q) {
+  return q.options().dtype(reduced_precision(q) ? at::kFloat : q.scalar_type());
+}
+
 void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
-  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q)) return flash_forward_into(q, k, v, spec, out, lse);
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !loop_is_faster(q, k, spec))
+    return flash_forward_into(q, k, v, spec, out, lse);
+  if (reduced_precision(q)) {  // the loop in float32, the result rounded once
+    auto out32 = out.to(at::kFloat);
+    tiled_forward_into(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), spec, out32, lse);
+    out.copy_(out32);
+    return;
+  }
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   for (int64_t qs = 0; qs < Tq; qs += spec.q_block) {
     const int64_t qe = std::min(Tq, qs + spec.q_block);
@@ -205,8 +266,19 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
-  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !dlse.defined())
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !loop_is_faster(q, k, spec) &&
+      !dlse.defined())
     return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
+  if (reduced_precision(q)) {  // the loop in float32, each gradient rounded once
+    auto f = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
+    auto dq32 = torch::zeros_like(dq, at::kFloat), dk32 = torch::zeros_like(dk, at::kFloat);
+    auto dv32 = torch::zeros_like(dv, at::kFloat);
+    tiled_backward_into(f(q), f(k), f(v), f(out), lse, f(dout), f(dlse), spec, dq32, dk32, dv32);
+    dq.add_(dq32);
+    dk.add_(dk32);
+    dv.add_(dv32);
+    return;
+  }
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
   // With dropout z: out = (p z) v, so dv = (p z)^T dout and dp = z (dout v^T); delta is still
@@ -291,7 +363,7 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
                    const TileSpec& spec, at::Tensor& out, at::Tensor& lse) {
   torch::NoGradGuard no_grad;
   out = torch::zeros_like(q);
-  lse = torch::full({q.size(0), q.size(1), q.size(2)}, kNegInf, q.options());
+  lse = torch::full({q.size(0), q.size(1), q.size(2)}, kNegInf, lse_options(q));
   const int64_t H = q.size(1);
   for_each_unit(q.size(0) * H, [&](int64_t u) {
     const int64_t n = u / H, h = u % H;

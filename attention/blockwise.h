@@ -59,6 +59,11 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                          const at::Tensor& dk, const at::Tensor& dv);
 
+// Reduced-precision inputs (bfloat16, half): out keeps the input's dtype, the lse is float32
+// (merges of partial results need its precision), and the tile loop computes in float32.
+bool reduced_precision(const at::Tensor& x);
+at::TensorOptions lse_options(const at::Tensor& q);
+
 // q, k, v: [B, T, H, D] -> contiguous head-major [B, H, T, D], q times the softmax scale
 // (attention.softmax_scale; 0: 1/sqrt(D)): what the tiled core takes. k and v are not copied
 // when they are transposes of head-major tensors (as the model's attention layer passes them).

@@ -38,7 +38,10 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
     ctx->saved_data["dropout"] = dropout;
     const auto drop = DropoutKey::unpack(dropout);
     if (single_tile(q, k, q_block, k_block)) {
-      auto s = torch::matmul(q, k.transpose(-1, -2));  // [B, H, Tq, Tk]
+      // Reduced precision computes in float32 and rounds out once; the lse stays float32.
+      const auto f = [](const torch::Tensor& t) { return reduced_precision(t) ? t.to(torch::kFloat) : t; };
+      const auto qf = f(q), kf = f(k), vf = f(v);
+      auto s = torch::matmul(qf, kf.transpose(-1, -2));  // [B, H, Tq, Tk]
       if (causal) s.masked_fill_(causal_mask(q.size(2), k.size(2)), -std::numeric_limits<double>::infinity());
       auto m = s.amax(-1);
       auto p = torch::softmax(s, -1);
@@ -47,12 +50,12 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
       if (drop.active()) {
         auto z = dropout_factors_all(drop, q.size(0), q.size(1), torch::arange(q.size(2)), torch::arange(k.size(2)),
                                      p.scalar_type(), p.device());
-        auto out = torch::matmul(p * z, v);
-        ctx->save_for_backward({q, k, v, out, lse, p, z});
+        auto out = torch::matmul(p * z, vf).to(q.scalar_type());
+        ctx->save_for_backward({qf, kf, vf, out, lse, p, z});
         return {out, lse};
       }
-      auto out = torch::matmul(p, v);
-      ctx->save_for_backward({q, k, v, out, lse, p});
+      auto out = torch::matmul(p, vf).to(q.scalar_type());
+      ctx->save_for_backward({qf, kf, vf, out, lse, p});
       return {out, lse};
     }
     TileSpec spec;
@@ -77,17 +80,21 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
     spec.dropout = &drop;
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     if (saved.size() >= 6) {
+      // q, k, v and p as the forward computed them (float32 for reduced-precision inputs); the
+      // gradients go back in the output's dtype.
       // With dropout factors z: out = (p z) v, so dv = (p z)^T dout and dp = z (dout v^T).
       const auto& p = saved[5];
+      const auto type = out.scalar_type();
+      const auto dout_f = dout.to(p.scalar_type());
       const bool dropped = saved.size() == 7;
-      auto dv = torch::matmul((dropped ? p * saved[6] : p).transpose(-1, -2), dout);
-      auto dp = torch::matmul(dout, v.transpose(-1, -2));
+      auto dv = torch::matmul((dropped ? p * saved[6] : p).transpose(-1, -2), dout_f);
+      auto dp = torch::matmul(dout_f, v.transpose(-1, -2));
       if (dropped) dp.mul_(saved[6]);
       // ds = p * (dp - sum_j dp_j p_j) is softmax's own backward; d lse / d s = p.
       auto ds = torch::_softmax_backward_data(dp, p, -1, p.scalar_type());
-      if (grads[1].defined()) ds.add_(p * grads[1].unsqueeze(-1));
-      return {torch::matmul(ds, k), torch::matmul(ds.transpose(-1, -2), q), dv, torch::Tensor(), torch::Tensor(),
-              torch::Tensor(), torch::Tensor()};
+      if (grads[1].defined()) ds.add_(p * grads[1].to(p.scalar_type()).unsqueeze(-1));
+      return {torch::matmul(ds, k).to(type), torch::matmul(ds.transpose(-1, -2), q).to(type), dv.to(type),
+              torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
     }
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     tiled_backward(q, k, v, out, lse, dout, grads[1], spec, dq, dk, dv);

@@ -88,7 +88,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto spec = tile_spec(options, causal);
     spec.dropout = &drop;
     auto out = torch::zeros_like(q);
-    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
+    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
     // Units of one pair touch disjoint heads, items of one unit disjoint rows: the merges of
     // the items running in parallel never meet; the pairs follow one another.
     for (const auto& u : dilated_units(options, q.size(1))) {
@@ -99,7 +99,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
           auto qi = qv[s][b][h][g];
           auto o = torch::zeros_like(qi);
-          auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), qi.options());
+          auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), lse_options(qi));
           tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], item_spec(spec, u, segs[s], b, h, g), o, l);
           auto out_rows = ov[s][b][h][g], lse_rows = lv[s][b][h][g];
           merge_into_(out_rows, lse_rows, o, l);

@@ -210,7 +210,7 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
     const int me = s->layout.rank();
     const int64_t B = q.size(0), D = q.size(3);
     auto out = torch::zeros_like(q);
-    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
+    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
     const Plan plan = make_plan(*s, q);
     std::map<int, BlockViews> from;
     auto segment = [&](size_t gi) {

@@ -559,7 +559,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
     torch::NoGradGuard no_grad;
     const int r = s->rank();
     auto out = torch::zeros_like(q);
-    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), q.options());
+    auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
     auto compute = [&](int64_t k_pos, const torch::Tensor& kt, const torch::Tensor& vt) {
       s->for_each_query_piece(k_pos, kt.size(2), [&](const Piece& qp) {
         s->pairs->forward(q.narrow(2, qp.offset, qp.length), qp.position, kt, vt, k_pos,

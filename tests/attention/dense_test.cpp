@@ -181,6 +181,45 @@ TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
   }
 }
 
+// bfloat16 inputs (what a GPU run feeds the kernels): out in bfloat16, the lse in float32 (the
+// merges need it), within bfloat16's rounding of the float64 result on the same values, for
+// every kernel and both cores (flash where it fits, the tile loop computing in float32).
+TEST_F(DenseTest, BFloat16InputsGiveFloat32LseForEveryKernel) {
+  const int64_t B = 2, T = 40, H = 3, D = 16;
+  auto q64 = torch::randn({B, T, H, D}, torch::kDouble).to(torch::kBFloat16).to(torch::kDouble);
+  auto k64 = torch::randn({B, T, H, D}, torch::kDouble).to(torch::kBFloat16).to(torch::kDouble);
+  auto v64 = torch::randn({B, T, H, D}, torch::kDouble).to(torch::kBFloat16).to(torch::kDouble);
+  auto gout = torch::randn({B, T, H, D}, torch::kDouble).to(torch::kBFloat16).to(torch::kDouble);
+  for (const std::string kind : {"dense", "ring", "dilated", "block_sparse"})
+    for (int64_t block : {int64_t{8}, int64_t{64}})
+      for (bool causal : {true, false}) {
+        attention::AttentionOptions o;
+        o.kind = kind;
+        o.block_size = block;
+        o.key_block = block;
+        o.segment_lengths = {8, 32};
+        o.dilation_rates = {1, 2};
+        auto kernel = attention::make_kernel(o);
+        auto run = [&](torch::ScalarType t) {
+          auto q = q64.to(t).requires_grad_(), k = k64.to(t).requires_grad_(), v = v64.to(t).requires_grad_();
+          auto res = kernel->forward(q, k, v, causal);
+          auto g = torch::autograd::grad({res.out}, {q, k, v}, {gout.to(t)});
+          return std::make_tuple(res, g);
+        };
+        auto [want, want_g] = run(torch::kDouble);
+        auto [got, got_g] = run(torch::kBFloat16);
+        SCOPED_TRACE(::testing::Message() << kind << " block=" << block << " causal=" << causal);
+        EXPECT_EQ(got.out.scalar_type(), torch::kBFloat16);
+        EXPECT_EQ(got.lse.scalar_type(), torch::kFloat);
+        EXPECT_TRUE(AllClose(got.out.to(torch::kDouble), want.out, 3e-2)) << "out";
+        EXPECT_TRUE(AllClose(got.lse.to(torch::kDouble), want.lse, 3e-2)) << "lse";
+        for (int i = 0; i < 3; ++i) {
+          EXPECT_EQ(got_g[i].scalar_type(), torch::kBFloat16);
+          EXPECT_TRUE(AllClose(got_g[i].to(torch::kDouble), want_g[i], 6e-2)) << "gradient " << i;
+        }
+      }
+}
+
 // Attention dropout (attention/dropout.h): the mask is a function of its key and of the pair.
 attention::DropoutKey a_dropout_key(double rate = 0.3) {
   attention::DropoutKey key;
