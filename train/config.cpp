@@ -259,6 +259,8 @@ void validate(RunConfig& c) {
   v.require(r.log_every >= 1, "train.log_every", r.log_every, "an integer >= 1");
   v.require(r.eval_every >= 0, "train.eval_every", r.eval_every, "an integer >= 0 (0: at the end only)");
   v.require(r.eval_batches >= 1, "train.eval_batches", r.eval_batches, "an integer >= 1");
+  v.require(r.stop_at_val_loss >= 0 && std::isfinite(r.stop_at_val_loss), "train.stop_at_val_loss",
+            r.stop_at_val_loss, "a loss > 0, or 0 for off");
   v.require(r.ckpt_every >= 0, "train.ckpt_every", r.ckpt_every, "an integer >= 0 (0: at the end only)");
   v.require(r.keep_last >= 1, "train.keep_last", r.keep_last, "an integer >= 1");
   v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
@@ -401,6 +403,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   train.read("log_every", t.log_every);
   train.read("eval_every", t.eval_every);
   train.read("eval_batches", t.eval_batches);
+  train.read("stop_at_val_loss", t.stop_at_val_loss);
   train.read("ckpt_every", t.ckpt_every);
   train.read("keep_last", t.keep_last);
   train.read("seed", t.seed);
@@ -494,6 +497,7 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "log_every" << YAML::Value << t.log_every
       << YAML::Key << "eval_every" << YAML::Value << t.eval_every
       << YAML::Key << "eval_batches" << YAML::Value << t.eval_batches
+      << YAML::Key << "stop_at_val_loss" << YAML::Value << t.stop_at_val_loss
       << YAML::Key << "ckpt_every" << YAML::Value << t.ckpt_every
       << YAML::Key << "keep_last" << YAML::Value << t.keep_last
       << YAML::Key << "seed" << YAML::Value << t.seed

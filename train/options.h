@@ -21,6 +21,7 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t eval_every = 250;      // 0: only at the end
   int64_t eval_batches = 20;     // validation batches per evaluation during training
+  double stop_at_val_loss = 0;   // stop (with a checkpoint) at the first evaluation at or below; 0: off
   int64_t ckpt_every = 500;      // 0: only at the end
   int64_t keep_last = 3;         // checkpoints kept
   int64_t seed = 1337;

@@ -191,15 +191,26 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
         window_steps = 0;
       }
       if (lead && !record.is_null()) metrics->write(record);
-      if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last) {
+      // train.stop_at_val_loss: the run ends here, as at its last step (the lead rank decides).
+      bool reached = false;
+      if (evaluate && opt.stop_at_val_loss > 0 && !last) {
+        reached = lead && val <= opt.stop_at_val_loss;
+        if (group) reached = all_reduce_loss(*group, reached ? 1.0 : 0.0, device) > 0;
+        if (lead && reached)
+          spdlog::info("val_loss {:.4f} <= train.stop_at_val_loss {}: stopping at step {}", val, opt.stop_at_val_loss,
+                       state.step);
+      }
+      const bool ends = last || reached;
+      if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || ends) {
         if (group) group->barrier()->wait();  // every rank has finished this step
       }
-      if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || last)) {
+      if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || ends)) {
         const auto path = save_checkpoint(ckpt_dir, config, model, *optimizer, state, opt.keep_last);
         spdlog::info("saved checkpoint {}", path);
         t_window = std::chrono::steady_clock::now();
         window_steps = 0;
       }
+      if (reached) break;
     }
   } catch (const Error&) {
     throw;  // ours: already says what went wrong

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -69,6 +70,36 @@ TEST_F(TrainerTest, LossFallsAndMetricsHaveTheDocumentedFields) {
   EXPECT_FALSE(rows[8].contains("val_loss"));
   EXPECT_LT(rows.back()["loss"].get<double>(), rows.front()["loss"].get<double>() - 0.5);
   EXPECT_EQ(s.final_step, 40);
+}
+
+// train.stop_at_val_loss ends the run at the first evaluation at or below the target, with a
+// checkpoint there; up to it, the run is the one without the target (same schedule).
+TEST_F(TrainerTest, StopAtValLossEndsAtTheFirstEvaluationThatReachesIt) {
+  run("full", {"train.steps=40", "train.lr_decay_steps=0", "train.eval_every=4", "train.ckpt_every=0"});
+  const auto full = metrics("full");
+  double target = 0;
+  for (const auto& r : full)
+    if (r["step"] == 20) target = r["val_loss"].get<double>();
+  int64_t first = 0;
+  for (const auto& r : full)
+    if (r.contains("val_loss") && r["val_loss"].get<double>() <= target) {
+      first = r["step"].get<int64_t>();
+      break;
+    }
+  ASSERT_GT(first, 0);
+  ASSERT_LT(first, 40);
+  std::ostringstream at;
+  at.precision(17);
+  at << target;
+  auto s = run("stopped", {"train.steps=40", "train.lr_decay_steps=0", "train.eval_every=4", "train.ckpt_every=0",
+                           "train.stop_at_val_loss=" + at.str()});
+  EXPECT_EQ(s.final_step, first);
+  const auto stopped = metrics("stopped");
+  ASSERT_EQ(stopped.size(), static_cast<size_t>(first));
+  EXPECT_EQ(stopped.back()["val_loss"], full[first - 1]["val_loss"]);
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(first));
+  EXPECT_TRUE(fs::exists(dir.path() / "stopped" / "checkpoints" / name)) << name;
 }
 
 // Every kernel trains: a short run lowers the loss.
