@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "attention/blockwise.h"
+#include "attention/ring.h"
 
 namespace longnet::attention {
 
@@ -177,6 +178,45 @@ AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torc
   auto res = BlockSparseFunction::apply(h.q, h.k, h.v, block_mask(q.size(1), causal), causal, options_.block_size,
                                         std::max(options_.block_size, options_.key_block), drawn().pack());
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+}
+
+KernelEntry block_sparse_entry() {
+  KernelEntry e;
+  e.make = [](const AttentionOptions& o) { return std::make_shared<BlockSparseAttention>(o); };
+  e.check = [](const AttentionOptions& a, const KernelContext& context) {
+    std::vector<OptionProblem> problems;
+    auto require = [&](bool ok, const std::string& key, int64_t value, const std::string& expected) {
+      if (!ok) problems.push_back({key, std::to_string(value), expected});
+    };
+    require(a.block_size <= context.seq_len, "attention.block_size", a.block_size,
+            "at most data.seq_len = " + std::to_string(context.seq_len) + " (one block would make it dense)");
+    require(a.local_blocks >= -1, "attention.local_blocks", a.local_blocks, "an integer >= -1 (-1: no local window)");
+    require(a.stride >= 0, "attention.stride", a.stride, "an integer >= 0 (0: off)");
+    require(a.global_blocks >= 0, "attention.global_blocks", a.global_blocks, "an integer >= 0");
+    require(a.random_blocks >= 0, "attention.random_blocks", a.random_blocks, "an integer >= 0");
+    for (size_t i = 0; i < a.pairs.size(); ++i)
+      if (a.pairs[i].first < 0 || a.pairs[i].second < 0)
+        problems.push_back({"attention.pairs[" + std::to_string(i) + "]",
+                            std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second),
+                            "non-negative block indices"});
+    if (!(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty()))
+      problems.push_back({"attention", "no pattern",
+                          "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs"});
+    return problems;
+  };
+  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                const DropoutKey& dropout) {
+    return block_sparse_across_ranks(q, k, v, causal, o, layout, group, /*packet_rows=*/0, dropout);
+  };
+  // A local window sized for the requested density: causal keeps about (L + 1) of nb blocks a row.
+  e.bench = [](AttentionOptions o, int64_t T, double density, bool causal) {
+    const int64_t nb = (T + o.block_size - 1) / o.block_size;
+    const double kept = density * static_cast<double>(nb);
+    o.local_blocks = std::max<int64_t>(0, causal ? std::llround(kept) - 1 : std::llround((kept - 1) / 2));
+    return o;
+  };
+  return e;
 }
 
 }  // namespace longnet::attention

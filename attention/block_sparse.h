@@ -5,6 +5,7 @@
 // and memory are proportional to the blocks kept.
 #include "attention/kernel.h"
 #include "attention/options.h"
+#include "attention/registry.h"
 
 namespace longnet::attention {
 
@@ -25,5 +26,9 @@ class BlockSparseAttention : public AttentionKernel {
  private:
   AttentionOptions options_;
 };
+
+// `block_sparse`: at least one pattern, a block no longer than the sequence; across ranks the
+// ring's transfers, skipping the packets its mask empties (ring.h).
+KernelEntry block_sparse_entry();
 
 }  // namespace longnet::attention

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "attention/blockwise.h"
+#include "attention/ring.h"
 
 namespace longnet::attention {
 namespace {
@@ -127,6 +128,18 @@ AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Ten
                                         const torch::Tensor& v, bool causal) {
   return tiled_attention(q, k, v, causal, options_.block_size, std::max(options_.block_size, options_.key_block),
                          options_.softmax_scale, drawn());
+}
+
+KernelEntry dense_entry() {
+  KernelEntry e;
+  e.make = [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); };
+  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                const DropoutKey& dropout) {
+    return ring_attention(q, k, v, causal, layout, group, o.block_size, o.key_block, /*packet_rows=*/0, o.softmax_scale,
+                          dropout);
+  };
+  return e;
 }
 
 }  // namespace longnet::attention

@@ -3,6 +3,7 @@
 // keys so that memory is O(T * block) in forward and backward.
 #include "attention/kernel.h"
 #include "attention/options.h"
+#include "attention/registry.h"
 
 namespace longnet::attention {
 
@@ -31,5 +32,8 @@ AttentionOutput tiled_attention_heads(const torch::Tensor& q_scaled, const torch
 AttentionOutput tiled_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, bool causal, int64_t q_block,
                                 int64_t k_block, double softmax_scale = 0, const DropoutKey& dropout = {});
+
+// `dense`: no options of its own; across ranks it is ring attention (ring.h).
+KernelEntry dense_entry();
 
 }  // namespace longnet::attention

@@ -10,6 +10,7 @@
 
 #include "attention/kernel.h"
 #include "attention/options.h"
+#include "attention/registry.h"
 #include "attention/ring.h"
 
 namespace longnet::attention {
@@ -46,6 +47,10 @@ AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
                                      const c10::intrusive_ptr<c10d::ProcessGroup>& group,
                                      const DropoutKey& dropout = {});
+
+// `dilated`: one rate >= 1 per segment length >= 1, mix lse or head_groups (then at least one
+// head per pair); across ranks LongNet's distributed algorithm on the contiguous split.
+KernelEntry dilated_entry();
 
 // Heads [first, first + count) of group g under mix: head_groups: H split into one contiguous
 // group per pair, the remainder going to the first groups.

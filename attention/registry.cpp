@@ -1,7 +1,9 @@
 #include "attention/registry.h"
 
+#include <cmath>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 
 #include "attention/block_sparse.h"
@@ -12,44 +14,41 @@
 namespace longnet::attention {
 namespace {
 
-std::map<std::string, KernelFactory>& table() {
-  static std::map<std::string, KernelFactory> factories;
-  return factories;
+std::map<std::string, KernelEntry>& table() {
+  static std::map<std::string, KernelEntry> entries;
+  return entries;
 }
-
-// `ring` in one process: dense attention computed by the ring code over a ring of one rank (the
-// sequence-parallel trainer runs it across its sequence ranks).
-class RingAttention : public AttentionKernel {
- public:
-  explicit RingAttention(const AttentionOptions& options) : options_(options) {}
-  AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                          bool causal) override {
-    return ring_attention(q, k, v, causal, RingLayout(q.size(1), 0, 1, false), {}, options_.block_size,
-                          options_.key_block, /*packet_rows=*/0, options_.softmax_scale, drawn());
-  }
-  std::string kind() const override { return "ring"; }
-
- private:
-  AttentionOptions options_;
-};
 
 std::mutex& table_mutex() {
   static std::mutex m;
   return m;
 }
 
+std::string valid_kinds() {
+  std::string valid;
+  for (const auto& k : kernel_kinds()) valid += (valid.empty() ? "" : ", ") + k;
+  return valid;
+}
+
+template <typename T>
+std::string str(const T& x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+
 }  // namespace
 
-void register_kernel(const std::string& kind, KernelFactory factory) {
+void register_kernel(const std::string& kind, KernelEntry entry) {
   std::lock_guard<std::mutex> lock(table_mutex());
-  table()[kind] = std::move(factory);
+  table()[kind] = std::move(entry);
 }
 
 void register_builtin_kernels() {
-  register_kernel("dense", [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); });
-  register_kernel("dilated", [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); });
-  register_kernel("ring", [](const AttentionOptions& o) { return std::make_shared<RingAttention>(o); });
-  register_kernel("block_sparse", [](const AttentionOptions& o) { return std::make_shared<BlockSparseAttention>(o); });
+  register_kernel("dense", dense_entry());
+  register_kernel("dilated", dilated_entry());
+  register_kernel("ring", ring_entry());
+  register_kernel("block_sparse", block_sparse_entry());
 }
 
 bool has_kernel(const std::string& kind) {
@@ -60,25 +59,45 @@ bool has_kernel(const std::string& kind) {
 std::vector<std::string> kernel_kinds() {
   std::lock_guard<std::mutex> lock(table_mutex());
   std::vector<std::string> kinds;
-  for (const auto& [kind, factory] : table()) kinds.push_back(kind);
+  for (const auto& [kind, entry] : table()) kinds.push_back(kind);
   return kinds;
 }
 
-KernelPtr make_kernel(const AttentionOptions& options) {
-  KernelFactory factory;
+const KernelEntry& kernel_entry(const std::string& kind) {
   {
     std::lock_guard<std::mutex> lock(table_mutex());
-    auto it = table().find(options.kind);
-    if (it != table().end()) factory = it->second;
+    auto it = table().find(kind);
+    if (it != table().end()) return it->second;  // entries are never removed, only replaced
   }
-  if (!factory) {
-    std::string valid;
-    for (const auto& k : kernel_kinds()) valid += (valid.empty() ? "" : ", ") + k;
-    throw std::invalid_argument("unknown attention kind '" + options.kind + "' (valid: " + valid + ")");
-  }
-  auto kernel = factory(options);
+  throw std::invalid_argument("unknown attention kind '" + kind + "' (valid: " + valid_kinds() + ")");
+}
+
+KernelPtr make_kernel(const AttentionOptions& options) {
+  auto kernel = kernel_entry(options.kind).make(options);
   kernel->dropout_key().rate = options.dropout;
   return kernel;
+}
+
+std::vector<OptionProblem> check_options(const AttentionOptions& a, const KernelContext& context) {
+  if (!has_kernel(a.kind)) return {{"attention.kind", "'" + a.kind + "'", "one of " + valid_kinds()}};
+  std::vector<OptionProblem> problems;
+  auto require = [&](bool ok, const std::string& key, const std::string& value, const std::string& expected) {
+    if (!ok) problems.push_back({key, value, expected});
+  };
+  require(a.block_size >= 1, "attention.block_size", str(a.block_size), "an integer >= 1");
+  require(a.key_block >= 1, "attention.key_block", str(a.key_block), "an integer >= 1");
+  require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", str(a.softmax_scale),
+          "a number > 0, or 0 for 1/sqrt(head_dim)");
+  require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", str(a.dropout), "a number in [0, 1)");
+  const auto& entry = kernel_entry(a.kind);
+  if (entry.check)
+    for (auto& p : entry.check(a, context)) problems.push_back(std::move(p));
+  return problems;
+}
+
+double density(const AttentionKernel& kernel, int64_t T, bool causal) {
+  const double t = static_cast<double>(T);
+  return kernel.attended_pairs(T, causal) / (causal ? t * (t + 1) / 2 : t * t);
 }
 
 }  // namespace longnet::attention

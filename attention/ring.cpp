@@ -15,6 +15,7 @@
 
 #include "attention/block_sparse.h"
 #include "attention/blockwise.h"
+#include "attention/registry.h"
 #include "attention/merge.h"
 
 namespace longnet::attention {
@@ -695,6 +696,36 @@ AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::T
                       std::make_shared<BlockPairs>(mask, options.block_size, causal,
                                                    std::max(options.block_size, options.key_block), dropout),
                       packet_rows, options.softmax_scale);
+}
+
+namespace {
+
+class RingAttention : public AttentionKernel {
+ public:
+  explicit RingAttention(const AttentionOptions& options) : options_(options) {}
+  AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          bool causal) override {
+    return ring_attention(q, k, v, causal, RingLayout(q.size(1), 0, 1, false), {}, options_.block_size,
+                          options_.key_block, /*packet_rows=*/0, options_.softmax_scale, drawn());
+  }
+  std::string kind() const override { return "ring"; }
+
+ private:
+  AttentionOptions options_;
+};
+
+}  // namespace
+
+KernelEntry ring_entry() {
+  KernelEntry e;
+  e.make = [](const AttentionOptions& o) { return std::make_shared<RingAttention>(o); };
+  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                const DropoutKey& dropout) {
+    return ring_attention(q, k, v, causal, layout, group, o.block_size, o.key_block, /*packet_rows=*/0, o.softmax_scale,
+                          dropout);
+  };
+  return e;
 }
 
 }  // namespace longnet::attention

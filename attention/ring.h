@@ -78,6 +78,11 @@ void check_cross_rank_inputs(const char* what, const torch::Tensor& q, const tor
                              const torch::Tensor& v, const RingLayout& layout,
                              const c10::intrusive_ptr<c10d::ProcessGroup>& group);
 
+struct KernelEntry;
+// `ring`: dense attention computed by the cross-rank code, over a ring of one rank in one
+// process and across the sequence-parallel group's ranks when there is one.
+KernelEntry ring_entry();
+
 // Seconds this process has spent waiting for transfers to finish (after its compute of the
 // round was done), since the last reset: the communication the compute did not hide.
 double ring_wait_seconds();

@@ -4,7 +4,6 @@
 
 #include <stdexcept>
 
-#include "attention/dilated.h"
 #include "attention/registry.h"
 
 namespace longnet::attention {
@@ -31,8 +30,8 @@ torch::Tensor SequenceParallel::local_rows(const torch::Tensor& x) const {
   return x.index_select(1, positions_.to(x.device()));
 }
 
-bool SequenceParallel::split_for(const AttentionOptions& options) {
-  return options.causal && options.kind != "dilated";
+bool SequenceParallel::zigzag_split(const AttentionOptions& options) {
+  return options.causal && kernel_entry(options.kind).zigzag;
 }
 
 namespace {
@@ -40,21 +39,13 @@ namespace {
 class SequenceParallelKernel : public AttentionKernel {
  public:
   SequenceParallelKernel(const AttentionOptions& options, SequenceParallelPtr sp)
-      : options_(options), sp_(std::move(sp)), local_(make_kernel(options)) {
-    if (options.kind != "dense" && options.kind != "ring" && options.kind != "block_sparse" &&
-        options.kind != "dilated")
-      throw std::invalid_argument("attention kind '" + options.kind + "' has no sequence-parallel form");
+      : options_(options), sp_(std::move(sp)), local_(make_kernel(options)), across_(kernel_entry(options.kind).across) {
+    if (!across_) throw std::invalid_argument("attention kind '" + options.kind + "' has no sequence-parallel form");
   }
 
   AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           bool causal) override {
-    const auto& layout = sp_->layout();
-    if (options_.kind == "block_sparse")
-      return block_sparse_across_ranks(q, k, v, causal, options_, layout, sp_->group(), /*packet_rows=*/0, drawn());
-    if (options_.kind == "dilated")
-      return dilated_across_ranks(q, k, v, causal, options_, layout, sp_->group(), drawn());
-    return ring_attention(q, k, v, causal, layout, sp_->group(), options_.block_size, options_.key_block,
-                          /*packet_rows=*/0, options_.softmax_scale, drawn());
+    return across_(q, k, v, causal, options_, sp_->layout(), sp_->group(), drawn());
   }
   std::string kind() const override { return options_.kind; }
   double attended_pairs(int64_t T, bool causal) const override { return local_->attended_pairs(T, causal); }
@@ -63,6 +54,7 @@ class SequenceParallelKernel : public AttentionKernel {
   AttentionOptions options_;
   SequenceParallelPtr sp_;
   KernelPtr local_;  // the single-process kernel, for its FLOP count
+  CrossRankKernel across_;
 };
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace longnet::attention {
 
 class SequenceParallel {
  public:
-  // zigzag: the causal ring's balanced split (see ring.h); `split_for` picks it per kernel.
+  // zigzag: the causal ring's balanced split (see ring.h); `zigzag_split` picks it per kernel.
   SequenceParallel(c10::intrusive_ptr<c10d::ProcessGroup> group, bool zigzag);
 
   // The next sequences are `length` tokens long (all ranks call it with the same length).
@@ -33,9 +33,10 @@ class SequenceParallel {
   int size() const { return group_->getSize(); }
   bool zigzag() const { return zigzag_; }
 
-  // The split a kernel's cross-rank algorithm wants: zigzag for causal ring-style kernels (every
-  // rank gets the same share of the triangle), contiguous for dilated (LongNet's segments).
-  static bool split_for(const AttentionOptions& options);
+  // Whether the kernel's cross-rank form wants the zigzag split: under causal masking, as its
+  // registry entry says (ring-style kernels: every rank gets the same share of the triangle;
+  // dilated: contiguous, LongNet's segments); without causal masking, contiguous.
+  static bool zigzag_split(const AttentionOptions& options);
 
  private:
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
@@ -46,9 +47,7 @@ class SequenceParallel {
 
 using SequenceParallelPtr = std::shared_ptr<SequenceParallel>;
 
-// The cross-rank form of `options.kind`: dense and ring -> ring attention; block_sparse -> its
-// mask over ring transfers that skip masked chunks; dilated -> LongNet's distributed dilated
-// attention. Its forward takes this rank's rows of q, k, v ([B, T_local, H, D]) and returns this
+// The cross-rank form of `options.kind` (its registry entry's `across`). Its forward takes this rank's rows of q, k, v ([B, T_local, H, D]) and returns this
 // rank's rows of the single-process kernel's output over the whole sequence.
 KernelPtr make_sequence_parallel_kernel(const AttentionOptions& options, SequenceParallelPtr sp);
 

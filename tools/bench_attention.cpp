@@ -29,22 +29,15 @@ struct BenchSetup {
   int threads = 0;
 };
 
-// The kernel options benchmarked for `kind` at length T (DESIGN.md's standard settings).
+// The kernel options benchmarked for `kind` at length T: the shared block sizes, and the kind's
+// own settings from its registry entry.
 attention::AttentionOptions bench_options(const std::string& kind, int64_t T, const BenchSetup& s) {
   attention::AttentionOptions o;
   o.kind = kind;
   o.block_size = s.block;
   o.key_block = s.key_block;
-  if (kind == "dilated") {
-    o.segment_lengths = {2048, 4096, 8192, 16384};
-    o.dilation_rates = {1, 2, 4, 8};
-  } else if (kind == "block_sparse") {
-    // A local window sized for the requested density: causal keeps ~(L + 1) of nb blocks a row.
-    const int64_t nb = (T + s.block - 1) / s.block;
-    const double kept = s.density * static_cast<double>(nb);
-    o.local_blocks = std::max<int64_t>(0, s.causal ? std::llround(kept) - 1 : std::llround((kept - 1) / 2));
-  }
-  return o;
+  const auto& entry = attention::kernel_entry(kind);
+  return entry.bench ? entry.bench(o, T, s.density, s.causal) : o;
 }
 
 // Runs in the child: one kernel at one length.
@@ -83,7 +76,7 @@ nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup&
                       {"causal", s.causal}, {"fwd_ms", 1e3 * fwd}, {"fwd_bwd_ms", 1e3 * fwdbwd},
                       {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"attended_pairs", pairs},
                       {"gflops", 4.0 * s.head_dim * pairs / fwd / 1e9}, {"threads", threads}};
-  if (kind == "block_sparse") j["density"] = attention::BlockSparseAttention(o).density(T, s.causal);
+  j["density"] = attention::density(*kernel, T, s.causal);
   return j;
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "attention/dilated.h"
+#include "attention/registry.h"
 #include "attention/ring.h"
 #include "attention/sequence_parallel.h"
 #include "data/errors.h"
@@ -49,7 +50,7 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
   train::configure_runtime(t);
   auto group = train::init_process_group(env, std::chrono::seconds(600));
   const auto options = bench_options(kind);
-  const bool zigzag = attention::SequenceParallel::split_for(options);
+  const bool zigzag = attention::SequenceParallel::zigzag_split(options);
   // One step at length n; returns its seconds.
   auto step = [&](int64_t n) {
     attention::RingLayout layout(n, env.rank, env.world_size, zigzag);
@@ -62,9 +63,7 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
     const auto t0 = Clock::now();
     attention::AttentionOutput r;
     auto qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
-    if (kind == "ring") r = attention::ring_attention(qt, kt, vt, true, layout, group);
-    if (kind == "block_sparse") r = attention::block_sparse_across_ranks(qt, kt, vt, true, options, layout, group);
-    if (kind == "dilated") r = attention::dilated_across_ranks(qt, kt, vt, true, options, layout, group);
+    r = attention::kernel_entry(kind).across(qt, kt, vt, true, options, layout, group, {});
     r.out.backward(gout);
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
@@ -115,8 +114,13 @@ times at P > 1 are not speedups.
   };
   const int64_t heads = num("heads", 8), head_dim = num("head-dim", 64);
   const std::string kind = args.values.count("kind") ? args.values.at("kind") : "ring";
-  if (kind != "ring" && kind != "block_sparse" && kind != "dilated")
-    throw ConfigError("--kind: expected ring, block_sparse or dilated, got '" + kind + "'");
+  attention::register_builtin_kernels();
+  if (!attention::has_kernel(kind) || !attention::kernel_entry(kind).across) {
+    std::string valid;
+    for (const auto& k : attention::kernel_kinds())
+      if (attention::kernel_entry(k).across) valid += (valid.empty() ? "" : ", ") + k;
+    throw ConfigError("--kind: expected a kind with a cross-rank form (" + valid + "), got '" + kind + "'");
+  }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (args.values.count("one-length")) {  // a rank
     const int world = train::distributed_env().world_size;

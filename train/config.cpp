@@ -206,43 +206,10 @@ void validate(RunConfig& c) {
               std::to_string(m.max_seq_len) + " under model.pos: xpos (its scales zeta^(n / base) would overflow float32)");
   }
 
-  const auto& a = m.attention;
+  // The attention options: each kernel states its own rules (attention/registry.h).
   attention::register_builtin_kernels();
-  std::string kinds;
-  for (const auto& k : attention::kernel_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
-  v.require(attention::has_kernel(a.kind), "attention.kind", "'" + a.kind + "'", "one of " + kinds);
-  v.require(a.block_size >= 1, "attention.block_size", a.block_size, "an integer >= 1");
-  v.require(a.key_block >= 1, "attention.key_block", a.key_block, "an integer >= 1");
-  v.require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", a.softmax_scale,
-            "a number > 0, or 0 for 1/sqrt(head_dim)");
-  v.require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", a.dropout, "a number in [0, 1)");
-  if (a.kind == "dilated") {
-    const auto n = a.segment_lengths.size();
-    v.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
-    v.require(a.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(a.dilation_rates.size()) + " rates",
-              "one rate per segment length (" + std::to_string(n) + ")");
-    for (size_t i = 0; i < n; ++i) {
-      v.require(a.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]", a.segment_lengths[i], "an integer >= 1");
-      v.require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]", a.dilation_rates[i], "an integer >= 1");
-    }
-    v.require(a.mix == "lse" || a.mix == "head_groups", "attention.mix", "'" + a.mix + "'", "lse or head_groups");
-    if (a.mix == "head_groups")
-      v.require(m.n_heads >= static_cast<int64_t>(n), "model.n_heads", m.n_heads,
-                "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
-  }
-  if (a.kind == "block_sparse") {
-    v.require(a.block_size <= d.seq_len, "attention.block_size", a.block_size,
-              "at most data.seq_len = " + std::to_string(d.seq_len) + " (one block would make it dense)");
-    v.require(a.local_blocks >= -1, "attention.local_blocks", a.local_blocks, "an integer >= -1 (-1: no local window)");
-    v.require(a.stride >= 0, "attention.stride", a.stride, "an integer >= 0 (0: off)");
-    v.require(a.global_blocks >= 0, "attention.global_blocks", a.global_blocks, "an integer >= 0");
-    v.require(a.random_blocks >= 0, "attention.random_blocks", a.random_blocks, "an integer >= 0");
-    for (size_t i = 0; i < a.pairs.size(); ++i)
-      v.require(a.pairs[i].first >= 0 && a.pairs[i].second >= 0, "attention.pairs[" + std::to_string(i) + "]",
-                std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second), "non-negative block indices");
-    v.require(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty(),
-              "attention", "no pattern", "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs");
-  }
+  for (const auto& p : attention::check_options(m.attention, {d.seq_len, m.n_heads}))
+    v.require(false, p.key, p.value, p.expected);
 
   const auto& r = c.train;
   v.require(r.steps >= 1, "train.steps", r.steps, "an integer >= 1");

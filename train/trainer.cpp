@@ -81,7 +81,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   attention::SequenceParallelPtr sp;
   if (groups.sequence) {
     sp = std::make_shared<attention::SequenceParallel>(groups.sequence,
-                                                       attention::SequenceParallel::split_for(config.model.attention));
+                                                       attention::SequenceParallel::zigzag_split(config.model.attention));
     model::enable_sequence_parallel(*model, sp);
   }
   // Every rank built the same initial weights; dropout masks differ between ranks (rank 0

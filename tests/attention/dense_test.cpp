@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "attention/blockwise.h"
+#include "attention/dense.h"
 #include "attention/merge.h"
 #include "attention/registry.h"
 #include "tests/attention/oracle.h"
@@ -178,6 +179,43 @@ TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("flashy"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("dense"), std::string::npos);
+  }
+}
+
+// A kernel is one registry entry: registering one makes it buildable, its rules checked with the
+// shared ones, and its lack of a cross-rank form known, without touching anything else.
+TEST_F(DenseTest, ANewKindIsOneRegistryEntry) {
+  attention::KernelEntry e;
+  e.make = [](const attention::AttentionOptions& o) { return std::make_shared<attention::DenseAttention>(o); };
+  e.check = [](const attention::AttentionOptions& o, const attention::KernelContext& c) {
+    std::vector<attention::OptionProblem> p;
+    if (o.block_size > c.seq_len) p.push_back({"attention.block_size", std::to_string(o.block_size), "at most 8"});
+    return p;
+  };
+  attention::register_kernel("test_only", e);
+  attention::AttentionOptions o;
+  o.kind = "test_only";
+  o.block_size = 16;
+  o.dropout = 0.5;
+  EXPECT_EQ(attention::make_kernel(o)->dropout_key().rate, 0.5);
+  auto problems = attention::check_options(o, {8, 4});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].key, "attention.block_size");
+  o.key_block = 0;
+  EXPECT_EQ(attention::check_options(o, {8, 4}).size(), 2u) << "the shared rules apply to every kind";
+  EXPECT_FALSE(attention::kernel_entry("test_only").across);
+  // Every built-in kind has a cross-rank form and a positive density, at most 1 where no pair
+  // is attended twice (dilated's (w, r) pairs overlap when the segments exceed T).
+  for (const std::string kind : {"dense", "dilated", "block_sparse", "ring"}) {
+    EXPECT_TRUE(attention::kernel_entry(kind).across) << kind;
+    attention::AttentionOptions b;
+    b.kind = kind;
+    b.block_size = 64;
+    const auto& entry = attention::kernel_entry(kind);
+    if (entry.bench) b = entry.bench(b, 1024, 0.25, true);
+    const double d = attention::density(*attention::make_kernel(b), 1024, true);
+    EXPECT_GT(d, 0.0) << kind;
+    if (kind != "dilated") EXPECT_LE(d, 1.0 + 1e-12) << kind;
   }
 }
 

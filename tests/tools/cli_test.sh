@@ -79,7 +79,7 @@ expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml
   --set train.activation_checkpointing=blocks
 expect_ok bench-ring '"step_rss_mb":' -- "$longnet" bench ring --lengths 64 --ranks 2 --heads 2 --head-dim 8 --json
 expect_ok bench-ring-dilated '"kind":"dilated"' -- "$longnet" bench ring --kind dilated --lengths 64 --ranks 1,2 --heads 2 --head-dim 8 --json
-expect_fail bench-ring-kind "--kind: expected ring, block_sparse or dilated, got 'flash'" -- "$longnet" bench ring --kind flash
+expect_fail bench-ring-kind "--kind: expected a kind with a cross-rank form .block_sparse, dense, dilated, ring., got 'flash'" -- "$longnet" bench ring --kind flash
 expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
 expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
