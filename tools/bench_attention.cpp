@@ -179,7 +179,7 @@ dilated uses segments [2048, 4096, 8192, 16384] with rates [1, 2, 4, 8].)");
       const auto j = run_child(cmd.str(), rc);
       if (rc != 0 || !j.is_object()) {
         std::fprintf(stderr, "bench: %s at T=%lld failed (exit %d)%s\n", kind.c_str(), static_cast<long long>(T), rc,
-                     rc == 9 || rc == 137 ? ": out of memory?" : "");
+                     oom_hint(rc));
         continue;
       }
       if (json) {

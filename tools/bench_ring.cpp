@@ -98,8 +98,8 @@ split across P local ranks (Gloo over the loopback), each (T, P) in fresh proces
 `longnet launch`. Per rank (the largest over the ranks): peak RSS of the process (LibTorch's
 ~0.15 GB included), the step's own peak (peak RSS minus the RSS before its inputs existed, after
 a small warm-up step: what the attention step holds), MB of k/v and dk/dv sent, the step's time
-and the time spent waiting on transfers that the compute did not hide. On this 2-core machine P ranks share 2 cores, so
-times at P > 1 are not speedups.
+and the time spent waiting on transfers that the compute did not hide. The P ranks share this
+machine's cores, so with fewer cores than ranks the times at P > 1 are not speedups.
 
   --kind K         ring (default: dense attention, zigzag split) | block_sparse (a window of
                    one 256-token block each side) | dilated (segments 2K, 8K, 32K, 128K with
@@ -145,8 +145,8 @@ times at P > 1 are not speedups.
       int rc = 0;
       const auto j = run_child(cmd.str(), rc);
       if (rc != 0 || !j.is_object()) {
-        std::fprintf(stderr, "bench ring: T=%lld with %lld ranks failed (exit status %d)\n", static_cast<long long>(T),
-                     static_cast<long long>(P), rc);
+        std::fprintf(stderr, "bench ring: T=%lld with %lld ranks failed (exit status %d)%s\n", static_cast<long long>(T),
+                     static_cast<long long>(P), rc, oom_hint(rc));
         continue;
       }
       const double rss = j["step_rss_mb"].get<double>();

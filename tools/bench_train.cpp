@@ -112,7 +112,7 @@ included). The config's activation checkpointing, model.loss_chunk and model.mlp
     const auto j = run_child(cmd.str(), rc);
     if (rc != 0 || !j.is_object()) {
       std::fprintf(stderr, "bench train: T=%lld failed (exit status %d)%s\n", static_cast<long long>(T), rc,
-                   rc == 9 || rc == 137 || rc == 35072 ? ": out of memory?" : "");
+                   oom_hint(rc));
       continue;
     }
     if (json) {

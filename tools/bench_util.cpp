@@ -1,8 +1,10 @@
 #include "tools/bench_util.h"
 
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <sstream>
 
@@ -38,12 +40,16 @@ nlohmann::json run_child(const std::string& command, int& rc) {
   std::string out, last;
   char buf[4096];
   while (pipe && std::fgets(buf, sizeof(buf), pipe)) out += buf;
-  rc = pipe ? ::pclose(pipe) : -1;
+  const int status = pipe ? ::pclose(pipe) : -1;
+  // The shell's convention: the exit status, or 128 + the signal that killed the child.
+  rc = status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
   std::stringstream ss(out);
   for (std::string line; std::getline(ss, line);)
     if (!line.empty()) last = line;
   return nlohmann::json::parse(last, nullptr, false);
 }
+
+const char* oom_hint(int rc) { return rc == 128 + SIGKILL ? ": out of memory?" : ""; }
 
 double peak_rss_mb() {
   struct rusage ru {};

@@ -16,8 +16,12 @@ std::vector<int64_t> parse_list(const std::string& flag, const std::string& text
 std::string self_exe();
 
 // Runs a shell command and parses its stdout's last line as JSON (null when it is none);
-// rc gets the exit status.
+// rc gets the exit status as a shell reports it (128 + N for a child killed by signal N).
 nlohmann::json run_child(const std::string& command, int& rc);
+
+// " : out of memory?" when rc says the child was killed by SIGKILL (what the kernel's OOM killer
+// sends), else "".
+const char* oom_hint(int rc);
 
 // Peak resident set size of this process so far, MB.
 double peak_rss_mb();

@@ -16,13 +16,13 @@ namespace longnet::train {
 int configure_runtime(const TrainOptions& options) {
   // Every step frees and re-allocates the same activation buffers. By default glibc serves
   // blocks over 128 KiB with fresh mmap()s and trims the heap top on free, so each step pays
-  // page faults for memory it just returned: measured on the shakespeare_char model, 89 ->
-  // 64 ms/step. Keep blocks up to 32 MiB (glibc's maximum) on the heap, and the heap untrimmed.
+  // page faults for memory it just returned (on small models a large part of the step). Keep
+  // blocks up to 32 MiB (glibc's maximum) on the heap, and the heap untrimmed.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   // As training goes on, some gradients and optimizer moments decay into denormal floats,
-  // which the CPU handles in microcode: ms/step crept from 64 to 89 over 2000 steps of
-  // shakespeare_char. Flushing them to zero is what GPUs do anyway.
+  // which the CPU handles in microcode, many times slower than normal floats, so steps slow
+  // down as a run goes on. Flushing them to zero is what GPUs do anyway.
   at::globalContext().setFlushDenormal(true);
   // train.threads: 0 shares the cores among the ranks on this machine (OpenMP threads that
   // outnumber the cores spin against each other).

@@ -47,11 +47,12 @@ TEST_F(LanguageModelTest, ResidualProjectionsAreScaledAtInit) {
   o.n_heads = 4;
   o.n_layers = 8;
   model::LanguageModel m(o);
-  for (const auto& p : m->named_parameters()) {
-    const double std = p.value().std().item<double>();
-    if (p.key() == "blocks.0.mlp.fc2.weight") EXPECT_NEAR(std, 0.02 / std::sqrt(16.0), 0.05 * 0.02 / 4);
-    if (p.key() == "blocks.0.mlp.fc1.weight") EXPECT_NEAR(std, 0.02, 0.05 * 0.02);
-  }
+  // Looked up by name, so that a rename fails here instead of leaving the test without a check.
+  const auto params = m->named_parameters();
+  ASSERT_TRUE(params.contains("blocks.0.mlp.fc2.weight"));
+  ASSERT_TRUE(params.contains("blocks.0.mlp.fc1.weight"));
+  EXPECT_NEAR(params["blocks.0.mlp.fc2.weight"].std().item<double>(), 0.02 / std::sqrt(16.0), 0.05 * 0.02 / 4);
+  EXPECT_NEAR(params["blocks.0.mlp.fc1.weight"].std().item<double>(), 0.02, 0.05 * 0.02);
 }
 
 TEST_F(LanguageModelTest, InitialLossIsNearLogVocabAndTrainingLowersIt) {
