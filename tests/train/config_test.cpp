@@ -1,6 +1,13 @@
 // YAML -> RunConfig: defaults, overrides, and a clear error for every kind of bad input.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <set>
 
 #include "data/errors.h"
 #include "tests/support/support.h"
@@ -211,6 +218,33 @@ TEST_F(ConfigTest, TokenizerVocabularyMustMatchAnExplicitModelVocabulary) {
   auto d = train::parse_config(base, "test.yaml");
   train::resolve_vocab(d, 67, "tok.model");
   EXPECT_EQ(d.model.vocab_size, 67);
+}
+
+// The configuration reference (docs/configuration.md) lists exactly the keys the code reads and
+// writes back: the leaves of the resolved config's YAML.
+TEST_F(ConfigTest, TheReferenceListsExactlyTheKeysTheCodeKnows) {
+  const char* source = std::getenv("LONGNET_SOURCE_DIR");
+  ASSERT_TRUE(source) << "run through ctest, which sets LONGNET_SOURCE_DIR";
+  std::set<std::string> code;
+  std::function<void(const YAML::Node&, const std::string&)> leaves = [&](const YAML::Node& n, const std::string& at) {
+    if (!n.IsMap()) {
+      code.insert(at);
+      return;
+    }
+    for (const auto& kv : n) leaves(kv.second, at.empty() ? kv.first.as<std::string>() : at + "." + kv.first.as<std::string>());
+  };
+  leaves(YAML::Load(train::to_yaml(train::parse_config(base, "t.yaml", {}))), "");
+  std::set<std::string> docs;
+  std::ifstream in(std::string(source) + "/docs/configuration.md");
+  ASSERT_TRUE(in) << source << "/docs/configuration.md";
+  const std::regex key("`([a-z_]+\\.[a-z0-9_.]+)`");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    const std::string first = line.substr(0, line.find(" | ", 2));
+    for (std::sregex_iterator m(first.begin(), first.end(), key), e; m != e; ++m) docs.insert((*m)[1]);
+  }
+  for (const auto& k : code) EXPECT_TRUE(docs.count(k)) << k << " is read by the code but not in docs/configuration.md";
+  for (const auto& k : docs) EXPECT_TRUE(code.count(k)) << k << " is in docs/configuration.md but the code does not know it";
 }
 
 }  // namespace
