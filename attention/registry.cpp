@@ -4,12 +4,12 @@
 #include <map>
 #include <mutex>
 #include <sstream>
-#include <stdexcept>
 
 #include "attention/block_sparse.h"
 #include "attention/dense.h"
 #include "attention/dilated.h"
 #include "attention/ring.h"
+#include "common/errors.h"
 
 namespace longnet::attention {
 namespace {
@@ -69,7 +69,7 @@ const KernelEntry& kernel_entry(const std::string& kind) {
     auto it = table().find(kind);
     if (it != table().end()) return it->second;  // entries are never removed, only replaced
   }
-  throw std::invalid_argument("unknown attention kind '" + kind + "' (valid: " + valid_kinds() + ")");
+  throw ConfigError("unknown attention kind '" + kind + "' (valid: " + valid_kinds() + ")");
 }
 
 KernelPtr make_kernel(const AttentionOptions& options) {

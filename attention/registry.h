@@ -51,10 +51,10 @@ void register_builtin_kernels();
 void register_kernel(const std::string& kind, KernelEntry entry);
 bool has_kernel(const std::string& kind);
 std::vector<std::string> kernel_kinds();  // sorted
-// Throws std::invalid_argument listing the valid kinds when `kind` is unknown.
+// Throws ConfigError listing the valid kinds when `kind` is unknown.
 const KernelEntry& kernel_entry(const std::string& kind);
 
-// Throws std::invalid_argument listing the valid kinds when `options.kind` is unknown.
+// Throws ConfigError listing the valid kinds when `options.kind` is unknown.
 KernelPtr make_kernel(const AttentionOptions& options);
 // Every problem of `options`: the kind itself, the options all kinds share, the kind's own.
 std::vector<OptionProblem> check_options(const AttentionOptions& options, const KernelContext& context);

@@ -2,9 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <stdexcept>
 
 #include "attention/registry.h"
+#include "common/errors.h"
 
 namespace longnet::attention {
 
@@ -40,7 +40,7 @@ class SequenceParallelKernel : public AttentionKernel {
  public:
   SequenceParallelKernel(const AttentionOptions& options, SequenceParallelPtr sp)
       : options_(options), sp_(std::move(sp)), local_(make_kernel(options)), across_(kernel_entry(options.kind).across) {
-    if (!across_) throw std::invalid_argument("attention kind '" + options.kind + "' has no sequence-parallel form");
+    if (!across_) throw ConfigError("attention.kind: '" + options.kind + "' has no sequence-parallel form");
   }
 
   AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

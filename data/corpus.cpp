@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
-#include "data/hash.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
+#include "common/hash.h"
 
 namespace longnet::data {
 namespace {

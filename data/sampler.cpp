@@ -2,8 +2,8 @@
 
 #include <torch/torch.h>
 
-#include "data/errors.h"
-#include "data/hash.h"
+#include "common/errors.h"
+#include "common/hash.h"
 
 namespace longnet::data {
 

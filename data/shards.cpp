@@ -14,9 +14,9 @@
 #include <filesystem>
 #include <thread>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
-#include "data/hash.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
+#include "common/hash.h"
 
 namespace longnet::data {
 namespace {

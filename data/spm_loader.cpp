@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "data/spm_api.h"
 
 #ifndef LONGNET_SPM_MODULE

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <unordered_map>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
 
 namespace longnet::data {
 namespace {

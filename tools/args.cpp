@@ -1,6 +1,6 @@
 #include "tools/args.h"
 
-#include "data/errors.h"
+#include "common/errors.h"
 
 namespace longnet::tools {
 

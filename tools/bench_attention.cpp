@@ -11,7 +11,7 @@
 
 #include "attention/block_sparse.h"
 #include "attention/registry.h"
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"

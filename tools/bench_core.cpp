@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "attention/blockwise.h"
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/bench_util.h"
 #include "train/runtime.h"

@@ -13,7 +13,7 @@
 #include "attention/registry.h"
 #include "attention/ring.h"
 #include "attention/sequence_parallel.h"
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/bench_util.h"
 #include "train/distributed.h"

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "model/recompute.h"
 #include "tools/args.h"
 #include "tools/bench_util.h"

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "data/errors.h"
+#include "common/errors.h"
 
 namespace longnet::tools {
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "train/config.h"

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "train/pipeline.h"

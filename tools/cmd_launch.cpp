@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"
 #include "train/distributed.h"

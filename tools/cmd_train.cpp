@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <optional>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "train/config.h"

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "attention/registry.h"
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tools/commands.h"
 #include "train/runtime.h"
 

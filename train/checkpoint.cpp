@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
 #include "train/config.h"
 
 namespace longnet::train {

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "attention/registry.h"
-#include "data/atomic_file.h"
-#include "data/errors.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
 
 namespace longnet::train {
 namespace {

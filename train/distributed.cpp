@@ -13,7 +13,7 @@
 
 #include <cstdlib>
 
-#include "data/errors.h"
+#include "common/errors.h"
 
 namespace longnet::train {
 namespace {

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
 
 namespace longnet::train {
 

@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "train/config.h"
 
 namespace longnet::train {

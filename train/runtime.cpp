@@ -7,7 +7,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "train/config.h"
 #include "train/distributed.h"
 

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "data/sampler.h"
 #include "model/recompute.h"
 #include "train/checkpoint.h"

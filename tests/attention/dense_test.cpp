@@ -9,6 +9,7 @@
 #include "attention/dense.h"
 #include "attention/merge.h"
 #include "attention/registry.h"
+#include "common/errors.h"
 #include "tests/attention/oracle.h"
 #include "tests/support/support.h"
 
@@ -176,7 +177,7 @@ TEST_F(DenseTest, UnknownKindListsTheValidOnes) {
   try {
     attention::make_kernel(o);
     FAIL() << "expected an error";
-  } catch (const std::invalid_argument& e) {
+  } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("flashy"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("dense"), std::string::npos);
   }

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "data/corpus.h"
-#include "data/errors.h"
+#include "common/errors.h"
 #include "data/sampler.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"

@@ -9,7 +9,7 @@
 #include <regex>
 #include <set>
 
-#include "data/errors.h"
+#include "common/errors.h"
 #include "tests/support/support.h"
 #include "train/config.h"
 #include "train/runtime.h"

@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "data/atomic_file.h"
-#include "data/errors.h"
+#include "common/atomic_file.h"
+#include "common/errors.h"
 #include "model/lm.h"
 #include "tests/support/support.h"
 #include "train/checkpoint.h"

@@ -1,4 +1,4 @@
-#include "data/atomic_file.h"
+#include "common/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "data/errors.h"
+#include "common/errors.h"
 
 namespace longnet::data {
 
