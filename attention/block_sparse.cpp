@@ -216,6 +216,12 @@ KernelEntry block_sparse_entry() {
     o.local_blocks = std::max<int64_t>(0, causal ? std::llround(kept) - 1 : std::llround((kept - 1) / 2));
     return o;
   };
+  // Across ranks: a sliding window of one 256-token block each side.
+  e.bench_across = [](AttentionOptions o) {
+    o.block_size = 256;
+    o.local_blocks = 1;
+    return o;
+  };
   return e;
 }
 

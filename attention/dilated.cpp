@@ -240,6 +240,12 @@ KernelEntry dilated_entry() {
     o.dilation_rates = {1, 2, 4, 8};
     return o;
   };
+  // Across ranks: segments 2K to 128K with rates 1 to 64 (each keeps 2,048 rows).
+  e.bench_across = [](AttentionOptions o) {
+    o.segment_lengths = {2048, 8192, 32768, 131072};
+    o.dilation_rates = {1, 4, 16, 64};
+    return o;
+  };
   return e;
 }
 

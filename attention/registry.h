@@ -43,6 +43,9 @@ struct KernelEntry {
   // `longnet bench attention`'s settings for the kind at length T from the shared ones in `base`
   // (block sizes); density: the kept fraction asked of a sparse pattern. Null: `base` as it is.
   std::function<AttentionOptions(AttentionOptions base, int64_t T, double density, bool causal)> bench;
+  // `longnet bench ring`'s settings for the cross-rank form, the same at every T and P so that
+  // its tables compare across them. Null: `base` as it is.
+  std::function<AttentionOptions(AttentionOptions base)> bench_across;
 };
 
 // Registers the built-in kernels; idempotent. Called once at start-up by the tools and tests

@@ -24,20 +24,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The kernels' settings in this benchmark: block_sparse a sliding window of one block each
-// side, dilated LongNet-style pairs whose kept rows per segment are 2,048 for every pair.
+// The kernel's settings in this benchmark: its registry entry's `bench_across`.
 attention::AttentionOptions bench_options(const std::string& kind) {
   attention::AttentionOptions o;
   o.kind = kind;
-  if (kind == "block_sparse") {
-    o.block_size = 256;
-    o.local_blocks = 1;
-  }
-  if (kind == "dilated") {
-    o.segment_lengths = {2048, 8192, 32768, 131072};
-    o.dilation_rates = {1, 4, 16, 64};
-  }
-  return o;
+  const auto& entry = attention::kernel_entry(kind);
+  return entry.bench_across ? entry.bench_across(o) : o;
 }
 
 // In every rank: one causal attention step across the ranks (forward + backward), after a

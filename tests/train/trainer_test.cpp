@@ -206,7 +206,7 @@ TEST_F(TrainerTest, CheckpointShapeMismatchNamesTheParameter) {
   }
 }
 
-TEST_F(TrainerTest, ScheduleWarmsUpThenDecaysToMinLr) {
+TEST(ScheduleTest, WarmsUpThenDecaysToMinLr) {
   train::TrainOptions o;
   o.lr = 1.0;
   o.min_lr = 0.1;
@@ -219,6 +219,9 @@ TEST_F(TrainerTest, ScheduleWarmsUpThenDecaysToMinLr) {
   EXPECT_NEAR(train::learning_rate(o, 500), 0.1, 1e-12);
 }
 
+
+// Trainer tests that run real processes (label `distributed`, from the suite's name).
+class DistributedTrainerTest : public TrainerTest {};
 
 // Runs `world` ranks of the tiny config (real processes over Gloo) with the given overrides
 // into out; true when every rank exited 0.
@@ -258,7 +261,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 // Two data-parallel ranks with grad_accum 1 see the batches of one process with grad_accum 2;
 // their losses, evaluations and checkpoints must be that run's. With checkpointed blocks and
 // MLP chunks, so that parameters get their gradients in several nested backward passes.
-TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
+TEST_F(DistributedTrainerTest, DataParallelRanksReproduceOneProcessRun) {
   const auto sets = with(kTwentySteps, {"train.activation_checkpointing=blocks", "model.mlp_chunk=8"});
   run("single", with(sets, {"train.grad_accum=2"}));  // also leaves the tokenizer and shards
   ASSERT_TRUE(run_distributed(dir, config_path, 2, "dp", sets));
@@ -271,7 +274,7 @@ TEST_F(TrainerTest, DataParallelRanksReproduceOneProcessRun) {
 // Two ranks sharing every window (zigzag split, ring attention, xPos at the rows' global
 // positions with the whole window's centre) reproduce one process; one process resumes them,
 // and they resume a one-process checkpoint.
-TEST_F(TrainerTest, SequenceParallelRanksReproduceOneProcessRun) {
+TEST_F(DistributedTrainerTest, SequenceParallelRanksReproduceOneProcessRun) {
   const auto sets = with(kTwentySteps, {"model.pos=xpos", "train.activation_checkpointing=blocks", "model.mlp_chunk=8"});
   run("single", sets);
   ASSERT_TRUE(run_distributed(dir, config_path, 2, "sp", with(sets, {"distributed.sequence_parallel=2"})));
@@ -287,7 +290,7 @@ TEST_F(TrainerTest, SequenceParallelRanksReproduceOneProcessRun) {
 // Four ranks as two data-parallel replicas of two sequence ranks, with LongNet's dilated
 // attention across the sequence ranks (segments of 8 and 24 cross the ranks' rows), reproduce
 // one process with grad_accum 2.
-TEST_F(TrainerTest, DataAndSequenceParallelTogetherReproduceOneProcessRun) {
+TEST_F(DistributedTrainerTest, DataAndSequenceParallelTogetherReproduceOneProcessRun) {
   const auto sets = with(kTwentySteps, {"attention.kind=dilated", "attention.segment_lengths=[8, 24]",
                                         "attention.dilation_rates=[1, 2]", "attention.block_size=4"});
   run("single", with(sets, {"train.grad_accum=2"}));
@@ -298,7 +301,7 @@ TEST_F(TrainerTest, DataAndSequenceParallelTogetherReproduceOneProcessRun) {
 // A rank that dies in the middle of a run (rank 1 exits after 1.5 s) stops the other within
 // distributed.timeout_s, with an error that names it; the broken step writes no checkpoint, and
 // the latest one is whole.
-TEST_F(TrainerTest, ADeadRankStopsTheOthersNamingItWithinTheTimeout) {
+TEST_F(DistributedTrainerTest, ADeadRankStopsTheOthersNamingItWithinTheTimeout) {
   run("single", {"train.steps=2"});  // the tokenizer and shards
   const auto t0 = std::chrono::steady_clock::now();
   std::string sets = "train.steps=100000;train.ckpt_every=5;train.eval_every=0;distributed.timeout_s=3;";
