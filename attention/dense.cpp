@@ -133,12 +133,7 @@ AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Ten
 KernelEntry dense_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); };
-  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                const DropoutKey& dropout) {
-    return ring_attention(q, k, v, causal, layout, group, o.block_size, o.key_block, /*packet_rows=*/0, o.softmax_scale,
-                          dropout);
-  };
+  e.across = ring_across_ranks;
   return e;
 }
 

@@ -687,6 +687,13 @@ AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, c
                       softmax_scale);
 }
 
+AttentionOutput ring_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                                  const AttentionOptions& o, const RingLayout& layout,
+                                  const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout) {
+  return ring_attention(q, k, v, causal, layout, group, o.block_size, o.key_block, /*packet_rows=*/0, o.softmax_scale,
+                        dropout);
+}
+
 AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                           bool causal, const AttentionOptions& options, const RingLayout& layout,
                                           const c10::intrusive_ptr<c10d::ProcessGroup>& group, int64_t packet_rows,
@@ -719,12 +726,7 @@ class RingAttention : public AttentionKernel {
 KernelEntry ring_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<RingAttention>(o); };
-  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                const DropoutKey& dropout) {
-    return ring_attention(q, k, v, causal, layout, group, o.block_size, o.key_block, /*packet_rows=*/0, o.softmax_scale,
-                          dropout);
-  };
+  e.across = ring_across_ranks;
   return e;
 }
 

@@ -63,6 +63,12 @@ AttentionOutput ring_attention(const torch::Tensor& q, const torch::Tensor& k, c
                                int64_t q_block = 256, int64_t k_block = 1024, int64_t packet_rows = 0,
                                double softmax_scale = 0, const DropoutKey& dropout = {});
 
+// ring_attention with the options' block sizes and softmax scale: the cross-rank form of
+// `dense` and `ring` (their registry entries' `across`).
+AttentionOutput ring_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                                  const AttentionOptions& options, const RingLayout& layout,
+                                  const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout);
+
 // block_sparse across ranks: the rows of BlockSparseAttention(options) over the whole sequence
 // (its block mask is over the whole sequence's positions). Packets whose key blocks no query
 // of a rank keeps are neither sent to it nor computed.
