@@ -76,12 +76,12 @@ const std::vector<Case> kCases = {
 class BlockSparseTest : public SeededTest {};
 
 TEST_F(BlockSparseTest, MatchesOracleFloat64) {
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
 }
 
 // Attention dropout: the gathered keys hash at their own positions, not the gathered order's.
 TEST_F(BlockSparseTest, DropoutMatchesOracleGivenTheSameMask) {
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10, 0.3);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol, 0.3);
 }
 
 TEST_F(BlockSparseTest, MatchesOracleFloat32) {
@@ -90,7 +90,7 @@ TEST_F(BlockSparseTest, MatchesOracleFloat32) {
 
 TEST_F(BlockSparseTest, MatchesOracleWithTwoThreads) {
   at::set_num_threads(2);
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
 }
 
 TEST_F(BlockSparseTest, CausalDropsBlocksAboveTheDiagonalAndReportsDensity) {

@@ -55,7 +55,7 @@ const Case kCases[] = {
 TEST_F(DenseTest, MatchesOracleFloat64) {
   for (const std::string kind : {"dense", "ring"})
     for (const auto& c : kCases)
-      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block, kind);
+      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, kFloat64Tol, key_block, kind);
 }
 
 TEST_F(DenseTest, MatchesOracleFloat32) {
@@ -69,7 +69,7 @@ TEST_F(DenseTest, MatchesOracleFloat32) {
 TEST_F(DenseTest, MatchesOracleWithTwoThreads) {
   at::set_num_threads(2);
   for (const Case& c : {Case{2, 70, 3, 8, 16, true}, Case{2, 70, 3, 8, 16, false}, Case{1, 45, 5, 8, 8, true}})
-    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, 1e-10, key_block);
+    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, kFloat64Tol, key_block);
 }
 
 TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
@@ -77,7 +77,7 @@ TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
     const Case c{1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),
                  1 + torch::randint(4, {1}).item<int64_t>(), 2 * (1 + torch::randint(6, {1}).item<int64_t>()),
                  1 + torch::randint(40, {1}).item<int64_t>(), trial % 2 == 0};
-    check_against_oracle(c, torch::kDouble, 1e-10, trial % 3 == 0 ? c.block : 8192);
+    check_against_oracle(c, torch::kDouble, kFloat64Tol, trial % 3 == 0 ? c.block : 8192);
   }
 }
 
@@ -116,8 +116,8 @@ TEST_F(DenseTest, TileCoreMatchesOracleAtEveryOffsetBothWays) {
         auto kpos = torch::arange(t.k_pos0, t.k_pos0 + t.Tk).unsqueeze(0);
         auto allowed = t.causal ? (kpos <= qpos) : torch::ones({t.Tq, t.Tk}, torch::kBool);
         auto want = masked_attention(qo, ko, vo, allowed);
-        EXPECT_TRUE(AllClose(out, want.out.transpose(1, 2), 1e-10)) << "out";
-        EXPECT_TRUE(AllClose(lse, want.lse.transpose(1, 2), 1e-10)) << "lse";
+        EXPECT_TRUE(AllClose(out, want.out.transpose(1, 2), kFloat64Tol)) << "out";
+        EXPECT_TRUE(AllClose(lse, want.lse.transpose(1, 2), kFloat64Tol)) << "lse";
         auto dout = torch::randn_like(out);
         auto dlse = with_dlse ? torch::randn_like(lse).masked_fill(torch::isinf(lse), 0.0) : torch::Tensor();
         auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
@@ -125,9 +125,9 @@ TEST_F(DenseTest, TileCoreMatchesOracleAtEveryOffsetBothWays) {
         auto g = with_dlse ? torch::autograd::grad({want.out, want.lse}, {qo, ko, vo},
                                                    {dout.transpose(1, 2), dlse.transpose(1, 2)})
                            : torch::autograd::grad({want.out}, {qo, ko, vo}, {dout.transpose(1, 2)});
-        EXPECT_TRUE(AllClose(dq, g[0].transpose(1, 2) * std::sqrt(8.0), 1e-10)) << "dq";
-        EXPECT_TRUE(AllClose(dk, g[1].transpose(1, 2), 1e-10)) << "dk";
-        EXPECT_TRUE(AllClose(dv, g[2].transpose(1, 2), 1e-10)) << "dv";
+        EXPECT_TRUE(AllClose(dq, g[0].transpose(1, 2) * std::sqrt(8.0), kFloat64Tol)) << "dq";
+        EXPECT_TRUE(AllClose(dk, g[1].transpose(1, 2), kFloat64Tol)) << "dk";
+        EXPECT_TRUE(AllClose(dv, g[2].transpose(1, 2), kFloat64Tol)) << "dv";
       }
     }
   }
@@ -162,12 +162,12 @@ TEST_F(DenseTest, SoftmaxScaleOverrideReachesEveryKernel) {
     auto got_kernel = attention::make_kernel(o);
     auto got = got_kernel->forward(q, k, v, true);
     auto want = want_kernel->forward(q * (0.7 * std::sqrt(8.0)), k, v, true);
-    EXPECT_TRUE(AllClose(got.out, want.out, 1e-10)) << "out";
-    EXPECT_TRUE(AllClose(got.lse, want.lse, 1e-10)) << "lse";
+    EXPECT_TRUE(AllClose(got.out, want.out, kFloat64Tol)) << "out";
+    EXPECT_TRUE(AllClose(got.lse, want.lse, kFloat64Tol)) << "lse";
     auto gout = torch::randn_like(got.out);
     auto g1 = torch::autograd::grad({got.out}, {q}, {gout});
     auto g2 = torch::autograd::grad({want.out}, {q}, {gout});
-    EXPECT_TRUE(AllClose(g1[0], g2[0], 1e-10)) << "dq";
+    EXPECT_TRUE(AllClose(g1[0], g2[0], kFloat64Tol)) << "dq";
   }
 }
 
@@ -325,9 +325,9 @@ TEST_F(DropoutTest, DenseAndRingMatchOracleGivenTheSameMask) {
         SCOPED_TRACE(::testing::Message() << kind << " T=" << c.T << " block=" << c.block << " key_block=" << key_block
                                           << " causal=" << c.causal);
         auto want = masked_attention(q, k, v, allowed, oracle_dropout(key, c.B, c.H, c.T, torch::kDouble));
-        expect_matches_oracle(kernel->forward(q, k, v, c.causal), want, q, k, v, 1e-10);
+        expect_matches_oracle(kernel->forward(q, k, v, c.causal), want, q, k, v, kFloat64Tol);
         kernel->eval();
-        expect_matches_oracle(kernel->forward(q, k, v, c.causal), masked_attention(q, k, v, allowed), q, k, v, 1e-10);
+        expect_matches_oracle(kernel->forward(q, k, v, c.causal), masked_attention(q, k, v, allowed), q, k, v, kFloat64Tol);
       }
 }
 
@@ -368,15 +368,15 @@ TEST_F(DropoutTest, TileCoreMatchesOracleAtOffsetsAndExplicitPositions) {
     auto allowed = torch::arange(k_pos0, k_pos0 + Tk).unsqueeze(0) <= torch::arange(q_pos0, q_pos0 + Tq).unsqueeze(1);
     auto want = masked_attention(qo, ko, vo, allowed, factors);
     SCOPED_TRACE(::testing::Message() << "explicit positions: " << explicit_positions);
-    EXPECT_TRUE(AllClose(out, want.out.transpose(1, 2), 1e-10)) << "out";
-    EXPECT_TRUE(AllClose(lse, want.lse.transpose(1, 2), 1e-10)) << "lse";
+    EXPECT_TRUE(AllClose(out, want.out.transpose(1, 2), kFloat64Tol)) << "out";
+    EXPECT_TRUE(AllClose(lse, want.lse.transpose(1, 2), kFloat64Tol)) << "lse";
     auto dout = torch::randn_like(out), dlse = torch::randn_like(lse);
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     attention::tiled_backward(q, k, v, out, lse, dout, dlse, spec, dq, dk, dv);
     auto g = torch::autograd::grad({want.out, want.lse}, {qo, ko, vo}, {dout.transpose(1, 2), dlse.transpose(1, 2)});
-    EXPECT_TRUE(AllClose(dq, g[0].transpose(1, 2) * std::sqrt(8.0), 1e-10)) << "dq";
-    EXPECT_TRUE(AllClose(dk, g[1].transpose(1, 2), 1e-10)) << "dk";
-    EXPECT_TRUE(AllClose(dv, g[2].transpose(1, 2), 1e-10)) << "dv";
+    EXPECT_TRUE(AllClose(dq, g[0].transpose(1, 2) * std::sqrt(8.0), kFloat64Tol)) << "dq";
+    EXPECT_TRUE(AllClose(dk, g[1].transpose(1, 2), kFloat64Tol)) << "dk";
+    EXPECT_TRUE(AllClose(dv, g[2].transpose(1, 2), kFloat64Tol)) << "dv";
   }
 }
 

@@ -113,13 +113,13 @@ const std::vector<Case> kCases = {
 class DilatedTest : public SeededTest {};
 
 TEST_F(DilatedTest, MatchesOracleFloat64) {
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
 }
 
 // Attention dropout: each segment's rows hash at their sequence positions and heads, so the
 // kernel draws the oracle's mask whatever the segment, rate, offset or head group.
 TEST_F(DilatedTest, DropoutMatchesOracleGivenTheSameMask) {
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10, 0.3);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol, 0.3);
 }
 
 TEST_F(DilatedTest, MatchesOracleFloat32) {
@@ -128,7 +128,7 @@ TEST_F(DilatedTest, MatchesOracleFloat32) {
 
 TEST_F(DilatedTest, MatchesOracleWithTwoThreads) {
   at::set_num_threads(2);
-  for (const auto& c : kCases) check(c, torch::kDouble, 1e-10);
+  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
 }
 
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
@@ -141,7 +141,7 @@ TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
       c.r.push_back(1 + torch::randint(4, {1}).item<int64_t>());
     }
     if (c.mix == "head_groups") c.H = std::max(c.H, n);
-    check(c, torch::kDouble, 1e-10);
+    check(c, torch::kDouble, kFloat64Tol);
   }
 }
 

@@ -7,6 +7,12 @@
 
 namespace longnet::testing {
 
+// The float64 tolerance of the oracle tests. The kernels agree with the oracle to ~1e-15 in most
+// processes, but LibTorch's double GEMM (MKL) was seen to land 1e-9 away in a few processes
+// out of forty, the same inputs giving the same result within a process: a bug in a kernel
+// shows as 1e-3 or more.
+constexpr double kFloat64Tol = 1e-8;
+
 // q: [B, Tq, H, D], k, v: [B, Tk, H, D], allowed: [H, Tq, Tk] or [Tq, Tk] bool
 // -> out: [B, Tq, H, D], lse: [B, Tq, H]. A query with no allowed key: out 0, lse -inf.
 // dropout_factors [B, H, Tq, Tk] (optional): multiplied into the probabilities after the softmax.

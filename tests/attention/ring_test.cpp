@@ -12,6 +12,7 @@
 #include "attention/dense.h"
 #include "attention/dilated.h"
 #include "attention/ring.h"
+#include "tests/attention/oracle.h"
 #include "tests/support/support.h"
 #include "train/distributed.h"
 
@@ -80,7 +81,7 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   key.layer = 4;
   key.sample0 = 8;
   for (auto dtype : dtypes) {
-    const double tol = dtype == torch::kDouble ? 1e-10 : 1e-5;
+    const double tol = dtype == torch::kDouble ? kFloat64Tol : 1e-5;
     for (const auto& c : cases) {
       for (const std::string kind : {"ring", "block_sparse", "dilated"}) {
         if (kind == "dilated" && c.zigzag) continue;  // LongNet's algorithm splits contiguously

@@ -112,12 +112,12 @@ TEST_F(AttentionLayerTest, DenseLayerMatchesTheOracleWithProjectionsByHand) {
     SCOPED_TRACE(::testing::Message() << "H=" << c.H << " G=" << c.G << " bias=" << c.bias << " subln=" << c.subln
                                       << " pos=" << model::name_of(c.pos));
     auto got = layer(x), want = attention_by_hand(*layer, c, x);
-    EXPECT_TRUE(AllClose(got, want, 1e-10));
+    EXPECT_TRUE(AllClose(got, want, kFloat64Tol));
     auto g = torch::randn_like(got);
     auto params = layer->parameters();
     params.push_back(x);
     auto g1 = torch::autograd::grad({got}, params, {g}), g2 = torch::autograd::grad({want}, params, {g});
-    for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(AllClose(g1[i], g2[i], 1e-10)) << "gradient " << i;
+    for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(AllClose(g1[i], g2[i], kFloat64Tol)) << "gradient " << i;
     EXPECT_EQ(layer->qkv->weight.size(0), (c.H + 2 * c.G) * (16 / c.H));  // the KV projection shrinks with G
   }
 }
