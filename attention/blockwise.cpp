@@ -187,13 +187,6 @@ bool loop_is_faster(const at::Tensor& q, const at::Tensor& k, const TileSpec& sp
   return q.device().is_cpu() && !spec.causal && k.size(-2) >= 4 * q.size(-2);
 }
 
-// LibTorch's CPU flash kernel keeps one scratch buffer per thread, indexed by at::get_thread_num();
-// called inside another at::parallel_for (for_each_unit's workers) it runs inline as thread 0
-// in every worker, and two workers then share one buffer. So it is called only outside a
-// parallel region: once on all (batch, head) units of a call (it parallelises over them itself),
-// or per unit when the units run in turn; inside a worker the tile loop serves.
-bool flash_is_safe_here() { return !at::in_parallel_region(); }
-
 // CPU: float32, float64, bfloat16. CUDA: float32, bfloat16, half, with a head dimension the
 // memory-efficient kernel takes (a multiple of 8, at most 128 here, so that its backward fits).
 bool flash_core_fits(const at::Tensor& q) {
@@ -201,12 +194,6 @@ bool flash_core_fits(const at::Tensor& q) {
   if (q.is_cuda())
     return (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf) && q.size(-1) % 8 == 0 && q.size(-1) <= 128;
   return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
-}
-
-// Whether a tile goes to the flash kernel (else the loop): see the rules above.
-bool takes_flash(const at::Tensor& q, const at::Tensor& k, const TileSpec& spec) {
-  return spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !loop_is_faster(q, k, spec) &&
-         (q.is_cuda() || flash_is_safe_here());
 }
 
 }  // namespace
@@ -221,7 +208,8 @@ at::TensorOptions lse_options(const at::Tensor& q) {
 
 void tiled_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const TileSpec& spec, const at::Tensor& out, const at::Tensor& lse) {
-  if (takes_flash(q, k, spec)) return flash_forward_into(q, k, v, spec, out, lse);
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !loop_is_faster(q, k, spec))
+    return flash_forward_into(q, k, v, spec, out, lse);
   if (reduced_precision(q)) {  // the loop in float32, the result rounded once
     auto out32 = out.to(at::kFloat);
     tiled_forward_into(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), spec, out32, lse);
@@ -278,7 +266,8 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                    const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                    const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                    const at::Tensor& dk, const at::Tensor& dv) {
-  if (takes_flash(q, k, spec) && !dlse.defined())
+  if (spec.core == TileCore::kAuto && !spec.drops() && flash_core_fits(q) && !loop_is_faster(q, k, spec) &&
+      !dlse.defined())
     return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   if (reduced_precision(q)) {  // the loop in float32, each gradient rounded once
     auto f = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
@@ -375,7 +364,6 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   torch::NoGradGuard no_grad;
   out = torch::zeros_like(q);
   lse = torch::full({q.size(0), q.size(1), q.size(2)}, kNegInf, lse_options(q));
-  if (takes_flash(q, k, spec)) return flash_forward_into(q, k, v, spec, out, lse);  // every unit at once
   const int64_t H = q.size(1);
   for_each_unit(q.size(0) * H, [&](int64_t u) {
     const int64_t n = u / H, h = u % H;
@@ -388,7 +376,6 @@ void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
                     const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
                     at::Tensor& dk, at::Tensor& dv) {
   torch::NoGradGuard no_grad;
-  if (takes_flash(q, k, spec) && !dlse.defined()) return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   const int64_t H = q.size(1);
   for_each_unit(q.size(0) * H, [&](int64_t u) {
     const int64_t n = u / H, h = u % H;
