@@ -184,9 +184,9 @@ KernelEntry block_sparse_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<BlockSparseAttention>(o); };
   e.check = [](const AttentionOptions& a, const KernelContext& context) {
-    std::vector<OptionProblem> problems;
+    OptionProblems p;
     auto require = [&](bool ok, const std::string& key, int64_t value, const std::string& expected) {
-      if (!ok) problems.push_back({key, std::to_string(value), expected});
+      p.require(ok, key, std::to_string(value), expected);
     };
     require(a.block_size <= context.seq_len, "attention.block_size", a.block_size,
             "at most data.seq_len = " + std::to_string(context.seq_len) + " (one block would make it dense)");
@@ -195,14 +195,11 @@ KernelEntry block_sparse_entry() {
     require(a.global_blocks >= 0, "attention.global_blocks", a.global_blocks, "an integer >= 0");
     require(a.random_blocks >= 0, "attention.random_blocks", a.random_blocks, "an integer >= 0");
     for (size_t i = 0; i < a.pairs.size(); ++i)
-      if (a.pairs[i].first < 0 || a.pairs[i].second < 0)
-        problems.push_back({"attention.pairs[" + std::to_string(i) + "]",
-                            std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second),
-                            "non-negative block indices"});
-    if (!(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty()))
-      problems.push_back({"attention", "no pattern",
-                          "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs"});
-    return problems;
+      p.require(a.pairs[i].first >= 0 && a.pairs[i].second >= 0, "attention.pairs[" + std::to_string(i) + "]",
+                std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second), "non-negative block indices");
+    p.require(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty(),
+              "attention", "no pattern", "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs");
+    return p.list;
   };
   e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                 const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,

@@ -209,26 +209,23 @@ KernelEntry dilated_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); };
   e.check = [](const AttentionOptions& a, const KernelContext& context) {
-    std::vector<OptionProblem> problems;
-    auto require = [&](bool ok, const std::string& key, const std::string& value, const std::string& expected) {
-      if (!ok) problems.push_back({key, value, expected});
-    };
+    OptionProblems p;
     const auto n = a.segment_lengths.size();
-    require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
-    require(a.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(a.dilation_rates.size()) + " rates",
+    p.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
+    p.require(a.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(a.dilation_rates.size()) + " rates",
             "one rate per segment length (" + std::to_string(n) + ")");
     for (size_t i = 0; i < n; ++i) {
-      require(a.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]",
+      p.require(a.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]",
               std::to_string(a.segment_lengths[i]), "an integer >= 1");
       if (i < a.dilation_rates.size())
-        require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]",
+        p.require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]",
                 std::to_string(a.dilation_rates[i]), "an integer >= 1");
     }
-    require(a.mix == "lse" || a.mix == "head_groups", "attention.mix", "'" + a.mix + "'", "lse or head_groups");
+    p.require(a.mix == "lse" || a.mix == "head_groups", "attention.mix", "'" + a.mix + "'", "lse or head_groups");
     if (a.mix == "head_groups")
-      require(context.n_heads >= static_cast<int64_t>(n), "model.n_heads", std::to_string(context.n_heads),
+      p.require(context.n_heads >= static_cast<int64_t>(n), "model.n_heads", std::to_string(context.n_heads),
               "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
-    return problems;
+    return p.list;
   };
   e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                 const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,

@@ -80,19 +80,16 @@ KernelPtr make_kernel(const AttentionOptions& options) {
 
 std::vector<OptionProblem> check_options(const AttentionOptions& a, const KernelContext& context) {
   if (!has_kernel(a.kind)) return {{"attention.kind", "'" + a.kind + "'", "one of " + valid_kinds()}};
-  std::vector<OptionProblem> problems;
-  auto require = [&](bool ok, const std::string& key, const std::string& value, const std::string& expected) {
-    if (!ok) problems.push_back({key, value, expected});
-  };
-  require(a.block_size >= 1, "attention.block_size", str(a.block_size), "an integer >= 1");
-  require(a.key_block >= 1, "attention.key_block", str(a.key_block), "an integer >= 1");
-  require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", str(a.softmax_scale),
+  OptionProblems p;
+  p.require(a.block_size >= 1, "attention.block_size", str(a.block_size), "an integer >= 1");
+  p.require(a.key_block >= 1, "attention.key_block", str(a.key_block), "an integer >= 1");
+  p.require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", str(a.softmax_scale),
           "a number > 0, or 0 for 1/sqrt(head_dim)");
-  require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", str(a.dropout), "a number in [0, 1)");
+  p.require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", str(a.dropout), "a number in [0, 1)");
   const auto& entry = kernel_entry(a.kind);
   if (entry.check)
-    for (auto& p : entry.check(a, context)) problems.push_back(std::move(p));
-  return problems;
+    for (auto& own : entry.check(a, context)) p.list.push_back(std::move(own));
+  return p.list;
 }
 
 double density(const AttentionKernel& kernel, int64_t T, bool causal) {

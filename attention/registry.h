@@ -22,6 +22,14 @@ using KernelFactory = std::function<KernelPtr(const AttentionOptions&)>;
 struct OptionProblem {
   std::string key, value, expected;
 };
+// Collects the problems of a check: require(ok, key, value, expected) records one unless ok.
+struct OptionProblems {
+  std::vector<OptionProblem> list;
+  void require(bool ok, const std::string& key, const std::string& value, const std::string& expected) {
+    if (!ok) list.push_back({key, value, expected});
+  }
+};
+
 // What a kind's rules may depend on besides its options.
 struct KernelContext {
   int64_t seq_len = 0;  // data.seq_len
