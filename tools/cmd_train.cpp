@@ -37,11 +37,7 @@ metrics and checkpoints a single process would (they resume under any N and P).)
   if (!env.active()) {
     const auto config = train::load_config(args.positional[0], args.sets);
     train::training_device(config.train, env.local_rank);  // a missing GPU is named before any work
-    if (config.distributed.sequence_parallel > 1)
-      throw ConfigError(config.source + ": distributed.sequence_parallel: " +
-                        std::to_string(config.distributed.sequence_parallel) +
-                        " needs that many ranks (longnet launch --nproc " +
-                        std::to_string(config.distributed.sequence_parallel) + " -- train ..., or torchrun)");
+    train::check_sequence_ranks(config, 1);
     auto prepared = train::prepare(args.positional[0], args.sets, train::Stage::kShards);
     const auto summary = train::train_model(prepared.config, *prepared.shards);
     spdlog::info("done: step {} | loss {:.4f} | val_loss {:.4f} | {:.1f}s", summary.final_step, summary.last_loss,

@@ -50,16 +50,20 @@ double all_reduce_loss(c10d::ProcessGroup& group, double loss, const torch::Devi
 
 }  // namespace
 
+void check_sequence_ranks(const RunConfig& config, int64_t sequence_ranks) {
+  const int64_t p = config.distributed.sequence_parallel;
+  if (p != sequence_ranks)
+    throw ConfigError(fmt::format("{}: distributed.sequence_parallel: {} needs a run of a multiple of {} ranks "
+                                  "(longnet launch --nproc {} -- train ..., or torchrun); this one has {} sequence ranks",
+                                  config.source, p, p, p, sequence_ranks));
+}
+
 TrainSummary train_model(const RunConfig& config, const data::Shards& shards, const ProcessGroups& groups) {
   const auto& opt = config.train;
   const auto& group = groups.world;
   const int64_t rank = groups.rank(), replicas = groups.replicas(), replica = groups.replica();
   const bool lead = rank == 0;
-  if (config.distributed.sequence_parallel != groups.sequence_size())
-    throw ConfigError(fmt::format("distributed.sequence_parallel: {} needs a run of a multiple of {} ranks "
-                                  "(longnet launch --nproc N, or torchrun); this one has {} sequence ranks",
-                                  config.distributed.sequence_parallel, config.distributed.sequence_parallel,
-                                  groups.sequence_size()));
+  check_sequence_ranks(config, groups.sequence_size());
   configure_runtime(opt);
   const auto device = training_device(opt, distributed_env().local_rank);
   torch::manual_seed(static_cast<uint64_t>(opt.seed));

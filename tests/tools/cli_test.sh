@@ -94,7 +94,7 @@ expect_ok launch-train "2 data-parallel replicas of 1 sequence ranks" -- "$longn
   --set train.out_dir="$work/run-dp"
 expect_ok launch-sp "1 data-parallel replicas of 2 sequence ranks" -- "$longnet" launch --nproc 2 -- train "$work/ok.yaml" \
   --set train.out_dir="$work/run-sp" --set distributed.sequence_parallel=2
-expect_fail dist-sp-alone "distributed.sequence_parallel: 2 needs that many ranks" -- "$longnet" train "$work/ok.yaml" --set distributed.sequence_parallel=2
+expect_fail dist-sp-alone "distributed.sequence_parallel: 2 needs a run of a multiple of 2 ranks" -- "$longnet" train "$work/ok.yaml" --set distributed.sequence_parallel=2
 out=$("$longnet" launch --nproc 3 -- train "$work/ok.yaml" --set distributed.sequence_parallel=2 2>&1) && rc=0 || rc=$?
 if [ $rc -ne 1 ] || ! grep -q "distributed.sequence_parallel: 2 does not divide the 3 ranks" <<<"$out"; then
   echo "FAIL launch-sp-not-dividing (exit $rc): $out"; failures=$((failures + 1))
