@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "attention/blockwise.h"
-#include "attention/ring.h"
 
 namespace longnet::attention {
 
@@ -203,8 +202,8 @@ KernelEntry block_sparse_entry() {
   };
   e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
                 const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                const DropoutKey& dropout) {
-    return block_sparse_across_ranks(q, k, v, causal, o, layout, group, /*packet_rows=*/0, dropout);
+                const DropoutKey& dropout, TransferStats* stats) {
+    return block_sparse_across_ranks(q, k, v, causal, o, layout, group, /*packet_rows=*/0, dropout, stats);
   };
   // A local window sized for the requested density: causal keeps about (L + 1) of nb blocks a row.
   e.bench = [](AttentionOptions o, int64_t T, double density, bool causal) {

@@ -6,6 +6,8 @@
 #include "attention/kernel.h"
 #include "attention/options.h"
 #include "attention/registry.h"
+#include "attention/ring_layout.h"
+#include "attention/transport.h"
 
 namespace longnet::attention {
 
@@ -27,8 +29,18 @@ class BlockSparseAttention : public AttentionKernel {
   AttentionOptions options_;
 };
 
+// block_sparse across ranks (block_sparse_across.cpp): the rows of BlockSparseAttention(options)
+// over the whole sequence (its block mask is over the whole sequence's positions), computed by
+// the ring exchange (cross_rank.h). Packets whose key blocks no query of a rank keeps are
+// neither sent to it nor computed. stats (may be null): the bytes sent and the time waited.
+AttentionOutput block_sparse_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                          bool causal, const AttentionOptions& options, const RingLayout& layout,
+                                          const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                          int64_t packet_rows = 0, const DropoutKey& dropout = {},
+                                          TransferStats* stats = nullptr);
+
 // `block_sparse`: at least one pattern, a block no longer than the sequence; across ranks the
-// ring's transfers, skipping the packets its mask empties (ring.h).
+// ring exchange, skipping the packets its mask empties.
 KernelEntry block_sparse_entry();
 
 }  // namespace longnet::attention

@@ -227,9 +227,7 @@ KernelEntry dilated_entry() {
               "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
     return p.list;
   };
-  e.across = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                const AttentionOptions& o, const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                const DropoutKey& dropout) { return dilated_across_ranks(q, k, v, causal, o, layout, group, dropout); };
+  e.across = dilated_across_ranks;
   e.zigzag = false;  // LongNet's segments are contiguous runs of the sequence
   // LongNet's geometric pairs: segments 2,048 to 16,384, rates 1 to 8 (each keeps 2,048 rows).
   e.bench = [](AttentionOptions o, int64_t, double, bool) {

@@ -11,7 +11,8 @@
 #include "attention/kernel.h"
 #include "attention/options.h"
 #include "attention/registry.h"
-#include "attention/ring.h"
+#include "attention/ring_layout.h"
+#include "attention/transport.h"
 
 namespace longnet::attention {
 
@@ -42,11 +43,12 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& options, int64_t 
 // rank sends only the rows its dilation keeps to the ranks of the segment that attend to them
 // (causal: the later ones), so what a rank sends does not grow with T for a fixed w / r; the
 // backward sends each of those rows' dk/dv back to its owner. q, k, v: this rank's rows
-// [B, T_local, H, D] -> the rows of DilatedAttention(options) over the whole sequence.
+// [B, T_local, H, D] -> the rows of DilatedAttention(options) over the whole sequence. stats
+// (may be null): where the bytes sent and the time waited are added.
 AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
                                      const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                                     const DropoutKey& dropout = {});
+                                     const DropoutKey& dropout = {}, TransferStats* stats = nullptr);
 
 // `dilated`: one rate >= 1 per segment length >= 1, mix lse or head_groups (then at least one
 // head per pair); across ranks LongNet's distributed algorithm on the contiguous split.

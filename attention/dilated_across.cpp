@@ -46,16 +46,16 @@ struct DilatedAcrossState : torch::CustomClassHolder {
   AttentionOptions options;
   bool causal;
   DropoutKey dropout;
+  TransferStats* stats;
   DilatedAcrossState(RingLayout l, c10::intrusive_ptr<c10d::ProcessGroup> g, AttentionOptions o, bool c,
-                     const DropoutKey& d)
-      : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c), dropout(d) {}
+                     const DropoutKey& d, TransferStats* st)
+      : layout(std::move(l)), group(std::move(g)), options(std::move(o)), causal(c), dropout(d), stats(st) {}
 };
 
-// Waits for the transfers, the time counted as waiting (ring.h's figures).
-void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
-  const auto t0 = std::chrono::steady_clock::now();
+// Waits for the transfers, the time counted as waiting.
+void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, TransferStats* stats) {
+  WaitClock clock(stats);
   for (auto& w : works) w->wait();
-  record_transfers(0, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 // f(segment index) for my segments whose keys are all mine (local) or not.
@@ -161,7 +161,7 @@ std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Pl
     }
     std::vector<torch::Tensor> buf = {torch::cat(parts)};
     keep_alive.push_back(buf[0]);
-    record_transfers(buf[0].numel() * buf[0].element_size(), 0);
+    if (s.stats) s.stats->add(buf[0].numel() * buf[0].element_size(), 0);
     works.push_back(s.group->send(buf, x, tag));
   }
   std::map<int, torch::Tensor> received;
@@ -171,7 +171,7 @@ std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Pl
     works.push_back(s.group->recv(buf, x, tag));
   }
   meanwhile();
-  wait_all(works);
+  wait_all(works, s.stats);
   return received;
 }
 
@@ -298,7 +298,7 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& [x, flat] : grad_flat) {
       std::vector<torch::Tensor> buf = {flat};
-      record_transfers(flat.numel() * flat.element_size(), 0);
+      if (s->stats) s->stats->add(flat.numel() * flat.element_size(), 0);
       works.push_back(s->group->send(buf, x, 2));
     }
     std::map<int, torch::Tensor> home;
@@ -307,7 +307,7 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
       home[x] = buf[0];
       works.push_back(s->group->recv(buf, x, 2));
     }
-    wait_all(works);
+    wait_all(works, s->stats);
     for (const auto& [x, blocks] : plan.to) {
       auto views = block_views(plan, blocks, me, home.at(x), B, D);
       for (size_t gi : blocks) {
@@ -325,11 +325,12 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
 
 AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      bool causal, const AttentionOptions& options, const RingLayout& layout,
-                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout) {
+                                     const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout,
+                                     TransferStats* stats) {
   check_cross_rank_inputs("dilated attention across ranks", q, k, v, layout, group);
   TORCH_CHECK(!layout.zigzag(), "dilated attention across ranks needs the contiguous split");
   const auto h = head_major(q, k, v, options.softmax_scale);
-  auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal, dropout);
+  auto state = c10::make_intrusive<DilatedAcrossState>(layout, group, options, causal, dropout, stats);
   auto res = DilatedAcrossFunction::apply(h.q, h.k, h.v, state);
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
 }

@@ -12,7 +12,8 @@
 
 #include "attention/kernel.h"
 #include "attention/options.h"
-#include "attention/ring.h"
+#include "attention/ring_layout.h"
+#include "attention/transport.h"
 
 namespace longnet::attention {
 
@@ -38,16 +39,18 @@ struct KernelContext {
 
 // A kind's computation across the ranks of a group: q, k, v this rank's rows [B, T_local, H, D]
 // under `layout` -> this rank's rows of the single-process kernel's output over the sequence.
+// stats (may be null): where the bytes it sends and the time it waits for transfers are added.
 using CrossRankKernel = std::function<AttentionOutput(
     const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal, const AttentionOptions& options,
-    const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout)>;
+    const RingLayout& layout, const c10::intrusive_ptr<c10d::ProcessGroup>& group, const DropoutKey& dropout,
+    TransferStats* stats)>;
 
 struct KernelEntry {
   KernelFactory make;
   // The problems of the options this kind reads (the shared ones are checked for every kind).
   std::function<std::vector<OptionProblem>(const AttentionOptions&, const KernelContext&)> check;
   CrossRankKernel across;  // null: the kind has no sequence-parallel form
-  bool zigzag = true;      // under causal masking its cross-rank form wants the zigzag split (ring.h)
+  bool zigzag = true;      // under causal masking its cross-rank form wants the zigzag split (ring_layout.h)
   // `longnet bench attention`'s settings for the kind at length T from the shared ones in `base`
   // (block sizes); density: the kept fraction asked of a sparse pattern. Null: `base` as it is.
   std::function<AttentionOptions(AttentionOptions base, int64_t T, double density, bool causal)> bench;

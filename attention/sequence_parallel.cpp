@@ -45,7 +45,7 @@ class SequenceParallelKernel : public AttentionKernel {
 
   AttentionOutput forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                           bool causal) override {
-    return across_(q, k, v, causal, options_, sp_->layout(), sp_->group(), drawn());
+    return across_(q, k, v, causal, options_, sp_->layout(), sp_->group(), drawn(), &sp_->transfers());
   }
   std::string kind() const override { return options_.kind; }
   double attended_pairs(int64_t T, bool causal) const override { return local_->attended_pairs(T, causal); }

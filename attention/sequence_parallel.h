@@ -10,13 +10,14 @@
 
 #include "attention/kernel.h"
 #include "attention/options.h"
-#include "attention/ring.h"
+#include "attention/ring_layout.h"
+#include "attention/transport.h"
 
 namespace longnet::attention {
 
 class SequenceParallel {
  public:
-  // zigzag: the causal ring's balanced split (see ring.h); `zigzag_split` picks it per kernel.
+  // zigzag: the causal ring's balanced split (ring_layout.h); `zigzag_split` picks it per kernel.
   SequenceParallel(c10::intrusive_ptr<c10d::ProcessGroup> group, bool zigzag);
 
   // The next sequences are `length` tokens long (all ranks call it with the same length).
@@ -32,6 +33,8 @@ class SequenceParallel {
   int rank() const { return group_->getRank(); }
   int size() const { return group_->getSize(); }
   bool zigzag() const { return zigzag_; }
+  // What this group's attention transfers have sent and waited for, since the last reset.
+  TransferStats& transfers() { return transfers_; }
 
   // Whether the kernel's cross-rank form wants the zigzag split: under causal masking, as its
   // registry entry says (ring-style kernels: every rank gets the same share of the triangle;
@@ -43,6 +46,7 @@ class SequenceParallel {
   bool zigzag_;
   std::optional<RingLayout> layout_;
   torch::Tensor positions_;
+  TransferStats transfers_;
 };
 
 using SequenceParallelPtr = std::shared_ptr<SequenceParallel>;

@@ -43,6 +43,7 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
   auto group = train::init_process_group(env, std::chrono::seconds(600));
   const auto options = bench_options(kind);
   const bool zigzag = attention::SequenceParallel::zigzag_split(options);
+  attention::TransferStats stats;
   // One step at length n; returns its seconds.
   auto step = [&](int64_t n) {
     attention::RingLayout layout(n, env.rank, env.world_size, zigzag);
@@ -51,11 +52,11 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
     auto q = make(), k = make(), v = make();
     auto gout = torch::randn({1, local, heads, head_dim});
     group->barrier()->wait();
-    attention::reset_ring_wait_seconds();
+    stats.reset();
     const auto t0 = Clock::now();
     attention::AttentionOutput r;
     auto qt = q.transpose(1, 2), kt = k.transpose(1, 2), vt = v.transpose(1, 2);
-    r = attention::kernel_entry(kind).across(qt, kt, vt, true, options, layout, group, {});
+    r = attention::kernel_entry(kind).across(qt, kt, vt, true, options, layout, group, {}, &stats);
     r.out.backward(gout);
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
@@ -66,8 +67,8 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
   const double rss_before = current_rss_mb();
   const int64_t local = attention::RingLayout(T, env.rank, env.world_size, zigzag).local_length(env.rank);
   const double seconds = step(T);
-  const double wait = attention::ring_wait_seconds();
-  const double sent_mb = static_cast<double>(attention::ring_bytes_sent()) / (1024.0 * 1024.0);
+  const double wait = stats.wait_seconds();
+  const double sent_mb = static_cast<double>(stats.bytes_sent()) / (1024.0 * 1024.0);
   const double peak = peak_rss_mb();
   // Maxima over the ranks: [seconds, wait, peak rss, step rss, MB sent].
   std::vector<torch::Tensor> m = {torch::tensor({seconds, wait, peak, peak - rss_before, sent_mb}, torch::kDouble)};

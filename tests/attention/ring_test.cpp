@@ -161,16 +161,18 @@ TEST(RingWorker, DISABLED_MaskedPacketsAreNotSent) {
   sparse.kind = "block_sparse";
   sparse.block_size = 8;
   sparse.local_blocks = 1;
+  attention::TransferStats stats;
   auto sent = [&](const std::function<attention::AttentionOutput()>& f) {
-    attention::reset_ring_wait_seconds();
+    stats.reset();
     f();
-    std::vector<torch::Tensor> total = {torch::tensor({static_cast<double>(attention::ring_bytes_sent())})};
+    std::vector<torch::Tensor> total = {torch::tensor({static_cast<double>(stats.bytes_sent())})};
     group->allreduce(total)->wait();
     return total[0].item<double>();
   };
-  const double dense = sent([&] { return attention::ring_attention(x, x, x, true, layout, group, 8, 8, 4); });
-  const double masked =
-      sent([&] { return attention::block_sparse_across_ranks(x, x, x, true, sparse, layout, group, 4); });
+  const double dense =
+      sent([&] { return attention::ring_attention(x, x, x, true, layout, group, 8, 8, 4, 0, {}, &stats); });
+  const double masked = sent(
+      [&] { return attention::block_sparse_across_ranks(x, x, x, true, sparse, layout, group, 4, {}, &stats); });
   // Dense causal zigzag: each rank sends its packets to every rank with a later query, about
   // (P - 1) of its P shares; the local window only the packets at piece boundaries.
   const double row_bytes = 2.0 * 2 * 4 * 4;  // k and v, 2 heads, D = 4, float32
