@@ -111,7 +111,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["segment_lengths"] = options.segment_lengths;
     ctx->saved_data["dilation_rates"] = options.dilation_rates;
-    ctx->saved_data["head_groups"] = options.mix == "head_groups";
+    ctx->saved_data["head_groups"] = options.mix == Mix::kHeadGroups;
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
     ctx->saved_data["dropout"] = dropout;
@@ -124,7 +124,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     AttentionOptions options;
     options.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
     options.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
-    options.mix = ctx->saved_data["head_groups"].toBool() ? "head_groups" : "lse";
+    options.mix = ctx->saved_data["head_groups"].toBool() ? Mix::kHeadGroups : Mix::kLse;
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
     auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
@@ -163,7 +163,7 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = o.segment_lengths[i], r = o.dilation_rates[i];
-    if (o.mix == "head_groups") {
+    if (o.mix == Mix::kHeadGroups) {
       const auto [first, count] = head_group(H, n, i);
       if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
     } else {
@@ -200,7 +200,7 @@ double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
     const double w = static_cast<double>(std::min(options_.segment_lengths[i], T));
     const double m = std::ceil(w / options_.dilation_rates[i]);
     const double per_segment = causal ? m * (m + 1) / 2 : m * m;
-    pairs += (static_cast<double>(T) / w) * per_segment / (options_.mix == "head_groups" ? n_pairs : 1.0);
+    pairs += (static_cast<double>(T) / w) * per_segment / (options_.mix == Mix::kHeadGroups ? n_pairs : 1.0);
   }
   return pairs;
 }
@@ -221,8 +221,7 @@ KernelEntry dilated_entry() {
         p.require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]",
                 std::to_string(a.dilation_rates[i]), "an integer >= 1");
     }
-    p.require(a.mix == "lse" || a.mix == "head_groups", "attention.mix", "'" + a.mix + "'", "lse or head_groups");
-    if (a.mix == "head_groups")
+    if (a.mix == Mix::kHeadGroups)
       p.require(context.n_heads >= static_cast<int64_t>(n), "model.n_heads", std::to_string(context.n_heads),
               "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
     return p.list;

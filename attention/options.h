@@ -7,6 +7,16 @@
 
 namespace longnet::attention {
 
+// How dilated attention combines its (segment length, rate) pairs (attention.mix):
+//   lse          every head attends under every pair, parts weighted by their softmax
+//                denominators (LongNet, section 2.2)
+//   head_groups  the heads split into one group per pair (the Python port's variant)
+enum class Mix { kLse, kHeadGroups };
+const std::vector<std::string>& mix_names();  // the YAML names, in enum order
+bool parse(const std::string& name, Mix& out);  // false for an unknown name
+const std::string& name_of(Mix v);
+inline const std::vector<std::string>& choices(Mix) { return mix_names(); }
+
 struct AttentionOptions {
   std::string kind = "dense";  // a name from the kernel registry
   int64_t block_size = 256;    // query tile of the tiled kernels; block_sparse's block
@@ -18,7 +28,7 @@ struct AttentionOptions {
   // dilated (LongNet): one (segment length, dilation rate) pair per entry.
   std::vector<int64_t> segment_lengths = {2048};
   std::vector<int64_t> dilation_rates = {1};
-  std::string mix = "lse";     // lse (the paper's weighting) | head_groups (the Python port's)
+  Mix mix = Mix::kLse;
 
   // block_sparse: which (query block, key block) pairs are attended, in units of block_size.
   int64_t local_blocks = 1;    // key blocks on each side of the diagonal (0: the diagonal only; -1: none)
@@ -28,5 +38,26 @@ struct AttentionOptions {
   int64_t seed = 0;            // for random_blocks
   std::vector<std::pair<int64_t, int64_t>> pairs;  // explicit (query block, key block) pairs
 };
+
+// The keys of `attention:`, each listed once: train/config reads and writes them through this
+// list, and a test checks docs/configuration.md against it. O: AttentionOptions, const or not.
+template <typename O, typename F>
+void attention_fields(O& o, F&& f) {
+  f("kind", o.kind);
+  f("block_size", o.block_size);
+  f("causal", o.causal);
+  f("key_block", o.key_block);
+  f("softmax_scale", o.softmax_scale);
+  f("dropout", o.dropout);
+  f("segment_lengths", o.segment_lengths);
+  f("dilation_rates", o.dilation_rates);
+  f("mix", o.mix);
+  f("local_blocks", o.local_blocks);
+  f("stride", o.stride);
+  f("global_blocks", o.global_blocks);
+  f("random_blocks", o.random_blocks);
+  f("seed", o.seed);
+  f("pairs", o.pairs);
+}
 
 }  // namespace longnet::attention

@@ -20,4 +20,24 @@ struct TokenizerOptions {
   int64_t max_sentences = 300000;  // lines sampled to train the tokenizer (0: all)
 };
 
+// The keys of each section, each listed once: f(key, field) for each, in the order they are
+// written back. train/config reads and writes the sections through these lists, and a test
+// checks that docs/configuration.md documents exactly these keys. O: the options, const or not.
+template <typename O, typename F>
+void data_fields(O& o, F&& f) {
+  f("path", o.path);
+  f("val_fraction", o.val_fraction);
+  f("seq_len", o.seq_len);
+  f("batch_size", o.batch_size);
+  f("cache_dir", o.cache_dir);
+}
+
+template <typename O, typename F>
+void tokenizer_fields(O& o, F&& f) {
+  f("path", o.path);
+  f("type", o.type);
+  f("vocab_size", o.vocab_size);
+  f("max_sentences", o.max_sentences);
+}
+
 }  // namespace longnet::data

@@ -33,6 +33,11 @@ const std::string& name_of(NormPlacement v);
 const std::string& name_of(NormType v);
 const std::string& name_of(MlpKind v);
 const std::string& name_of(PositionKind v);
+// Each enum's names, for messages that list the valid ones.
+inline const std::vector<std::string>& choices(NormPlacement) { return norm_placement_names(); }
+inline const std::vector<std::string>& choices(NormType) { return norm_type_names(); }
+inline const std::vector<std::string>& choices(MlpKind) { return mlp_kind_names(); }
+inline const std::vector<std::string>& choices(PositionKind) { return position_kind_names(); }
 
 // Which blocks drop their activations in the forward pass and recompute them in backward
 // (train.activation_checkpointing: none | blocks | {every_k: N}).
@@ -75,6 +80,31 @@ struct ModelOptions {
     return 4 * d_model;
   }
 };
+
+// The keys of `model:` (its `attention` member is the section `attention:`, listed by
+// attention_fields), each listed once: train/config reads and writes them through this list,
+// and a test checks docs/configuration.md against it. O: ModelOptions, const or not.
+template <typename O, typename F>
+void model_fields(O& o, F&& f) {
+  f("vocab_size", o.vocab_size);
+  f("n_layers", o.n_layers);
+  f("d_model", o.d_model);
+  f("n_heads", o.n_heads);
+  f("n_kv_heads", o.n_kv_heads);
+  f("d_ff", o.d_ff);
+  f("dropout", o.dropout);
+  f("bias", o.bias);
+  f("max_seq_len", o.max_seq_len);
+  f("norm", o.norm);
+  f("norm_type", o.norm_type);
+  f("mlp", o.mlp);
+  f("pos", o.pos);
+  f("rope_theta", o.rope_theta);
+  f("xpos_scale_base", o.xpos_scale_base);
+  f("init_std", o.init_std);
+  f("loss_chunk", o.loss_chunk);
+  f("mlp_chunk", o.mlp_chunk);
+}
 
 // xPos multiplies q by zeta^(n / base) and k by zeta^(-n / base) with n the position from
 // the sequence's centre and zeta >= 0.4 / 1.4; these are the largest |n| / base * ln(1 / zeta)

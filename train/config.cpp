@@ -47,14 +47,25 @@ class Section {
     }
   }
 
-  // One name of a fixed set (model.norm: pre | post | ...), into its enum.
+  // One field of an options struct, read as its type says.
+  template <typename T>
+  void field(const std::string& key, T& f) {
+    if constexpr (std::is_enum_v<T>) read_choice(key, f);
+    else if constexpr (std::is_same_v<T, std::vector<int64_t>>) read_list(key, f);
+    else if constexpr (std::is_same_v<T, std::vector<std::pair<int64_t, int64_t>>>) read_pairs(key, f);
+    else if constexpr (std::is_same_v<T, model::CheckpointPolicy>) read_checkpoint_policy(key, f);
+    else read(key, f);
+  }
+
+  // One name of a fixed set (model.norm: pre | post | ...), into its enum: name_of, parse and
+  // choices are found with the enum (model/options.h, attention/options.h).
   template <typename E>
-  void read_choice(const std::string& key, E& field, const std::vector<std::string>& names) {
-    std::string name = model::name_of(field);
+  void read_choice(const std::string& key, E& field) {
+    std::string name = name_of(field);
     read(key, name);
-    if (model::parse(name, field)) return;
+    if (parse(name, field)) return;
     std::string valid;
-    for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+    for (const auto& n : choices(field)) valid += (valid.empty() ? "" : ", ") + n;
     fail(path_ + "." + key, "expected one of " + valid + ", got '" + name + "'");
   }
 
@@ -244,6 +255,49 @@ void validate(RunConfig& c) {
   v.require(ds.bucket_mb >= 1 && ds.bucket_mb <= 4096, "distributed.bucket_mb", ds.bucket_mb, "an integer in [1, 4096]");
 }
 
+// Section `name` of root into o, through its field list (fields(o, f) calls f(key, field)).
+template <typename O, typename Fields>
+void read_section(const YAML::Node& root, const std::string& name, const std::string& source, O& o,
+                  const Fields& fields) {
+  Section section(root[name], name, source);
+  fields(o, [&](const char* key, auto& field) { section.field(key, field); });
+  section.finish();
+}
+
+template <typename T>
+void emit(YAML::Emitter& out, const T& v) {
+  if constexpr (std::is_enum_v<T>) {
+    out << name_of(v);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    out << YAML::Flow << v;
+  } else if constexpr (std::is_same_v<T, std::vector<std::pair<int64_t, int64_t>>>) {
+    out << YAML::Flow << YAML::BeginSeq;
+    for (const auto& [a, b] : v) out << YAML::Flow << YAML::BeginSeq << a << b << YAML::EndSeq;
+    out << YAML::EndSeq;
+  } else if constexpr (std::is_same_v<T, model::CheckpointPolicy>) {
+    switch (v.mode) {
+      case model::CheckpointPolicy::Mode::kNone: out << "none"; break;
+      case model::CheckpointPolicy::Mode::kBlocks: out << "blocks"; break;
+      case model::CheckpointPolicy::Mode::kEveryK:
+        out << YAML::Flow << YAML::BeginMap << YAML::Key << "every_k" << YAML::Value << v.every_k << YAML::EndMap;
+        break;
+    }
+  } else {
+    out << v;
+  }
+}
+
+// Section `name` from o, through its field list.
+template <typename O, typename Fields>
+void write_section(YAML::Emitter& out, const std::string& name, const O& o, const Fields& fields) {
+  out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+  fields(o, [&](const char* key, const auto& field) {
+    out << YAML::Key << key << YAML::Value;
+    emit(out, field);
+  });
+  out << YAML::EndMap;
+}
+
 YAML::Node load_yaml(const std::string& text, const std::string& source) {
   try {
     YAML::Node root = YAML::Load(text);
@@ -298,93 +352,14 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
 
   RunConfig c;
   c.source = source;
-  Section data(root["data"], "data", source);
-  data.read("path", c.data.path);
-  data.read("val_fraction", c.data.val_fraction);
-  data.read("seq_len", c.data.seq_len);
-  data.read("batch_size", c.data.batch_size);
-  data.read("cache_dir", c.data.cache_dir);
-  data.finish();
-
-  Section tok(root["tokenizer"], "tokenizer", source);
-  tok.read("path", c.tokenizer.path);
-  tok.read("type", c.tokenizer.type);
-  tok.read("vocab_size", c.tokenizer.vocab_size);
-  tok.read("max_sentences", c.tokenizer.max_sentences);
-  tok.finish();
-
-  auto& m = c.model;
-  m.max_seq_len = 0;  // 0 until validated: follows data.seq_len unless set
-  Section model(root["model"], "model", source);
-  model.read("vocab_size", m.vocab_size);
-  model.read("n_layers", m.n_layers);
-  model.read("d_model", m.d_model);
-  model.read("n_heads", m.n_heads);
-  model.read("n_kv_heads", m.n_kv_heads);
-  model.read("d_ff", m.d_ff);
-  model.read("dropout", m.dropout);
-  model.read("bias", m.bias);
-  model.read("max_seq_len", m.max_seq_len);
-  model.read_choice("norm", m.norm, model::norm_placement_names());
-  model.read_choice("norm_type", m.norm_type, model::norm_type_names());
-  model.read_choice("mlp", m.mlp, model::mlp_kind_names());
-  model.read_choice("pos", m.pos, model::position_kind_names());
-  model.read("rope_theta", m.rope_theta);
-  model.read("xpos_scale_base", m.xpos_scale_base);
-  model.read("init_std", m.init_std);
-  model.read("loss_chunk", m.loss_chunk);
-  model.read("mlp_chunk", m.mlp_chunk);
-  model.finish();
-
-  Section att(root["attention"], "attention", source);
-  att.read("kind", m.attention.kind);
-  att.read("block_size", m.attention.block_size);
-  att.read("causal", m.attention.causal);
-  att.read("key_block", m.attention.key_block);
-  att.read("softmax_scale", m.attention.softmax_scale);
-  att.read("dropout", m.attention.dropout);
-  att.read_list("segment_lengths", m.attention.segment_lengths);
-  att.read_list("dilation_rates", m.attention.dilation_rates);
-  att.read("mix", m.attention.mix);
-  att.read("local_blocks", m.attention.local_blocks);
-  att.read("stride", m.attention.stride);
-  att.read("global_blocks", m.attention.global_blocks);
-  att.read("random_blocks", m.attention.random_blocks);
-  att.read("seed", m.attention.seed);
-  att.read_pairs("pairs", m.attention.pairs);
-  att.finish();
-
-  auto& t = c.train;
-  Section train(root["train"], "train", source);
-  train.read("steps", t.steps);
-  train.read("grad_accum", t.grad_accum);
-  train.read("lr", t.lr);
-  train.read("min_lr", t.min_lr);
-  train.read("warmup_steps", t.warmup_steps);
-  train.read("lr_decay_steps", t.lr_decay_steps);
-  train.read("weight_decay", t.weight_decay);
-  train.read("beta1", t.beta1);
-  train.read("beta2", t.beta2);
-  train.read("eps", t.eps);
-  train.read("grad_clip", t.grad_clip);
-  train.read("log_every", t.log_every);
-  train.read("eval_every", t.eval_every);
-  train.read("eval_batches", t.eval_batches);
-  train.read("stop_at_val_loss", t.stop_at_val_loss);
-  train.read("ckpt_every", t.ckpt_every);
-  train.read("keep_last", t.keep_last);
-  train.read("seed", t.seed);
-  train.read("threads", t.threads);
-  train.read("device", t.device);
-  train.read_checkpoint_policy("activation_checkpointing", t.activation_checkpointing);
-  train.read("out_dir", t.out_dir);
-  train.finish();
-
-  Section dist(root["distributed"], "distributed", source);
-  dist.read("sequence_parallel", c.distributed.sequence_parallel);
-  dist.read("timeout_s", c.distributed.timeout_s);
-  dist.read("bucket_mb", c.distributed.bucket_mb);
-  dist.finish();
+  c.model.max_seq_len = 0;  // 0 until validated: follows data.seq_len unless set
+  read_section(root, "data", source, c.data, [](auto& o, auto&& f) { data::data_fields(o, f); });
+  read_section(root, "tokenizer", source, c.tokenizer, [](auto& o, auto&& f) { data::tokenizer_fields(o, f); });
+  read_section(root, "model", source, c.model, [](auto& o, auto&& f) { model::model_fields(o, f); });
+  read_section(root, "attention", source, c.model.attention,
+               [](auto& o, auto&& f) { attention::attention_fields(o, f); });
+  read_section(root, "train", source, c.train, [](auto& o, auto&& f) { train_fields(o, f); });
+  read_section(root, "distributed", source, c.distributed, [](auto& o, auto&& f) { distributed_fields(o, f); });
 
   validate(c);
   return c;
@@ -399,91 +374,12 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 std::string to_yaml(const RunConfig& c) {
   YAML::Emitter out;
   out << YAML::BeginMap;
-  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "path" << YAML::Value << c.data.path
-      << YAML::Key << "val_fraction" << YAML::Value << c.data.val_fraction
-      << YAML::Key << "seq_len" << YAML::Value << c.data.seq_len
-      << YAML::Key << "batch_size" << YAML::Value << c.data.batch_size
-      << YAML::Key << "cache_dir" << YAML::Value << c.data.cache_dir << YAML::EndMap;
-  out << YAML::Key << "tokenizer" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "path" << YAML::Value << c.tokenizer.path
-      << YAML::Key << "type" << YAML::Value << c.tokenizer.type
-      << YAML::Key << "vocab_size" << YAML::Value << c.tokenizer.vocab_size
-      << YAML::Key << "max_sentences" << YAML::Value << c.tokenizer.max_sentences << YAML::EndMap;
-  const auto& m = c.model;
-  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "vocab_size" << YAML::Value << m.vocab_size
-      << YAML::Key << "n_layers" << YAML::Value << m.n_layers
-      << YAML::Key << "d_model" << YAML::Value << m.d_model
-      << YAML::Key << "n_heads" << YAML::Value << m.n_heads
-      << YAML::Key << "n_kv_heads" << YAML::Value << m.n_kv_heads
-      << YAML::Key << "d_ff" << YAML::Value << m.d_ff
-      << YAML::Key << "dropout" << YAML::Value << m.dropout
-      << YAML::Key << "bias" << YAML::Value << m.bias
-      << YAML::Key << "max_seq_len" << YAML::Value << m.max_seq_len
-      << YAML::Key << "norm" << YAML::Value << model::name_of(m.norm)
-      << YAML::Key << "norm_type" << YAML::Value << model::name_of(m.norm_type)
-      << YAML::Key << "mlp" << YAML::Value << model::name_of(m.mlp)
-      << YAML::Key << "pos" << YAML::Value << model::name_of(m.pos)
-      << YAML::Key << "rope_theta" << YAML::Value << m.rope_theta
-      << YAML::Key << "xpos_scale_base" << YAML::Value << m.xpos_scale_base
-      << YAML::Key << "init_std" << YAML::Value << m.init_std
-      << YAML::Key << "loss_chunk" << YAML::Value << m.loss_chunk
-      << YAML::Key << "mlp_chunk" << YAML::Value << m.mlp_chunk << YAML::EndMap;
-  out << YAML::Key << "attention" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "kind" << YAML::Value << m.attention.kind
-      << YAML::Key << "block_size" << YAML::Value << m.attention.block_size
-      << YAML::Key << "causal" << YAML::Value << m.attention.causal
-      << YAML::Key << "key_block" << YAML::Value << m.attention.key_block
-      << YAML::Key << "softmax_scale" << YAML::Value << m.attention.softmax_scale
-      << YAML::Key << "dropout" << YAML::Value << m.attention.dropout
-      << YAML::Key << "segment_lengths" << YAML::Value << YAML::Flow << m.attention.segment_lengths
-      << YAML::Key << "dilation_rates" << YAML::Value << YAML::Flow << m.attention.dilation_rates
-      << YAML::Key << "mix" << YAML::Value << m.attention.mix
-      << YAML::Key << "local_blocks" << YAML::Value << m.attention.local_blocks
-      << YAML::Key << "stride" << YAML::Value << m.attention.stride
-      << YAML::Key << "global_blocks" << YAML::Value << m.attention.global_blocks
-      << YAML::Key << "random_blocks" << YAML::Value << m.attention.random_blocks
-      << YAML::Key << "seed" << YAML::Value << m.attention.seed
-      << YAML::Key << "pairs" << YAML::Value << YAML::Flow << YAML::BeginSeq;
-  for (const auto& [qb, kb] : m.attention.pairs) out << YAML::Flow << YAML::BeginSeq << qb << kb << YAML::EndSeq;
-  out << YAML::EndSeq << YAML::EndMap;
-  const auto& t = c.train;
-  out << YAML::Key << "train" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "steps" << YAML::Value << t.steps
-      << YAML::Key << "grad_accum" << YAML::Value << t.grad_accum
-      << YAML::Key << "lr" << YAML::Value << t.lr
-      << YAML::Key << "min_lr" << YAML::Value << t.min_lr
-      << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps
-      << YAML::Key << "lr_decay_steps" << YAML::Value << t.lr_decay_steps
-      << YAML::Key << "weight_decay" << YAML::Value << t.weight_decay
-      << YAML::Key << "beta1" << YAML::Value << t.beta1
-      << YAML::Key << "beta2" << YAML::Value << t.beta2
-      << YAML::Key << "eps" << YAML::Value << t.eps
-      << YAML::Key << "grad_clip" << YAML::Value << t.grad_clip
-      << YAML::Key << "log_every" << YAML::Value << t.log_every
-      << YAML::Key << "eval_every" << YAML::Value << t.eval_every
-      << YAML::Key << "eval_batches" << YAML::Value << t.eval_batches
-      << YAML::Key << "stop_at_val_loss" << YAML::Value << t.stop_at_val_loss
-      << YAML::Key << "ckpt_every" << YAML::Value << t.ckpt_every
-      << YAML::Key << "keep_last" << YAML::Value << t.keep_last
-      << YAML::Key << "seed" << YAML::Value << t.seed
-      << YAML::Key << "threads" << YAML::Value << t.threads
-      << YAML::Key << "device" << YAML::Value << t.device;
-  out << YAML::Key << "activation_checkpointing" << YAML::Value;
-  switch (t.activation_checkpointing.mode) {
-    case model::CheckpointPolicy::Mode::kNone: out << "none"; break;
-    case model::CheckpointPolicy::Mode::kBlocks: out << "blocks"; break;
-    case model::CheckpointPolicy::Mode::kEveryK:
-      out << YAML::Flow << YAML::BeginMap << YAML::Key << "every_k" << YAML::Value << t.activation_checkpointing.every_k
-          << YAML::EndMap;
-      break;
-  }
-  out      << YAML::Key << "out_dir" << YAML::Value << t.out_dir << YAML::EndMap;
-  out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "sequence_parallel" << YAML::Value << c.distributed.sequence_parallel
-      << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s
-      << YAML::Key << "bucket_mb" << YAML::Value << c.distributed.bucket_mb << YAML::EndMap;
+  write_section(out, "data", c.data, [](auto& o, auto&& f) { data::data_fields(o, f); });
+  write_section(out, "tokenizer", c.tokenizer, [](auto& o, auto&& f) { data::tokenizer_fields(o, f); });
+  write_section(out, "model", c.model, [](auto& o, auto&& f) { model::model_fields(o, f); });
+  write_section(out, "attention", c.model.attention, [](auto& o, auto&& f) { attention::attention_fields(o, f); });
+  write_section(out, "train", c.train, [](auto& o, auto&& f) { train_fields(o, f); });
+  write_section(out, "distributed", c.distributed, [](auto& o, auto&& f) { distributed_fields(o, f); });
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -38,6 +38,40 @@ struct DistributedOptions {
   int64_t bucket_mb = 25;         // gradient all-reduce bucket size (MB)
 };
 
+// The keys of `train:` and `distributed:`, each listed once (see data_fields in data/options.h).
+template <typename O, typename F>
+void train_fields(O& o, F&& f) {
+  f("steps", o.steps);
+  f("grad_accum", o.grad_accum);
+  f("lr", o.lr);
+  f("min_lr", o.min_lr);
+  f("warmup_steps", o.warmup_steps);
+  f("lr_decay_steps", o.lr_decay_steps);
+  f("weight_decay", o.weight_decay);
+  f("beta1", o.beta1);
+  f("beta2", o.beta2);
+  f("eps", o.eps);
+  f("grad_clip", o.grad_clip);
+  f("log_every", o.log_every);
+  f("eval_every", o.eval_every);
+  f("eval_batches", o.eval_batches);
+  f("stop_at_val_loss", o.stop_at_val_loss);
+  f("ckpt_every", o.ckpt_every);
+  f("keep_last", o.keep_last);
+  f("seed", o.seed);
+  f("threads", o.threads);
+  f("device", o.device);
+  f("activation_checkpointing", o.activation_checkpointing);
+  f("out_dir", o.out_dir);
+}
+
+template <typename O, typename F>
+void distributed_fields(O& o, F&& f) {
+  f("sequence_parallel", o.sequence_parallel);
+  f("timeout_s", o.timeout_s);
+  f("bucket_mb", o.bucket_mb);
+}
+
 struct RunConfig {
   std::string source;  // the YAML file it came from, for messages
   data::DataOptions data;

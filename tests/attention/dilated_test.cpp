@@ -39,7 +39,7 @@ attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::T
                                           const torch::Tensor& factors = {}) {
   const int64_t T = q.size(1), H = q.size(2);
   const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
-  if (o.mix == "head_groups") {
+  if (o.mix == attention::Mix::kHeadGroups) {
     std::vector<torch::Tensor> outs, lses;
     for (int64_t g = 0; g < n; ++g) {
       const auto [first, count] = attention::head_group(H, n, g);
@@ -79,7 +79,7 @@ void check(const Case& c, torch::ScalarType dtype, double tol, double dropout = 
   o.kind = "dilated";
   o.segment_lengths = c.w;
   o.dilation_rates = c.r;
-  o.mix = c.mix;
+  EXPECT_TRUE(attention::parse(c.mix, o.mix)) << c.mix;
   o.block_size = c.block;
   o.dropout = dropout;
   auto kernel = attention::make_kernel(o);

@@ -130,7 +130,7 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
   auto c = train::parse_config(base, "test.yaml", {"attention.kind=dilated", "attention.segment_lengths=[64, 128]",
                                                    "attention.dilation_rates=[1, 2]", "attention.mix=head_groups"});
   EXPECT_EQ(c.model.attention.segment_lengths, (std::vector<int64_t>{64, 128}));
-  EXPECT_EQ(c.model.attention.mix, "head_groups");
+  EXPECT_EQ(c.model.attention.mix, attention::Mix::kHeadGroups);
   auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
   EXPECT_EQ(again.model.attention.dilation_rates, (std::vector<int64_t>{1, 2}));
   const std::vector<std::string> dil = {"attention.kind=dilated"};
@@ -149,7 +149,7 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
             std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64, x]"})).find("attention.segment_lengths[1]: expected an integer"),
             std::string::npos);
-  EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected lse or head_groups"), std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected one of lse, head_groups, got 'average'"), std::string::npos);
 
   auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
                                                    "attention.pairs=[[0, 3], [5, 1]]", "attention.global_blocks=1"});
