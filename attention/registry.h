@@ -14,22 +14,12 @@
 #include "attention/options.h"
 #include "attention/ring_layout.h"
 #include "attention/transport.h"
+#include "common/option_problems.h"
 
 namespace longnet::attention {
 
 using KernelFactory = std::function<KernelPtr(const AttentionOptions&)>;
 
-// One invalid option: its YAML key (`attention.dilation_rates[2]`), the value, what was expected.
-struct OptionProblem {
-  std::string key, value, expected;
-};
-// Collects the problems of a check: require(ok, key, value, expected) records one unless ok.
-struct OptionProblems {
-  std::vector<OptionProblem> list;
-  void require(bool ok, const std::string& key, const std::string& value, const std::string& expected) {
-    if (!ok) list.push_back({key, value, expected});
-  }
-};
 
 // What a kind's rules may depend on besides its options.
 struct KernelContext {

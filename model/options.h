@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "attention/options.h"
+#include "common/option_problems.h"
 
 namespace longnet::model {
 
@@ -110,6 +111,10 @@ void model_fields(O& o, F&& f) {
 // the sequence's centre and zeta >= 0.4 / 1.4; these are the largest |n| / base * ln(1 / zeta)
 // float32 tolerates with room for the dot products (e^60 ~ 1e26).
 double xpos_max_log_scale(int64_t seq_len, double scale_base);
+
+// The problems of the model's options (model.*; max_seq_len resolved): shapes that do not
+// divide, positions the encodings cannot reach. The attention section is its kernels' to check.
+std::vector<OptionProblem> check_model_options(const ModelOptions& m);
 constexpr double kXposLogScaleLimit = 60.0;
 
 }  // namespace longnet::model

@@ -189,35 +189,12 @@ void validate(RunConfig& c) {
   v.require(t.vocab_size >= 8 && t.vocab_size <= (1 << 24), "tokenizer.vocab_size", t.vocab_size, "an integer in [8, 16777216]");
   v.require(t.max_sentences >= 0, "tokenizer.max_sentences", t.max_sentences, "an integer >= 0 (0: all lines)");
 
+  // The model's own rules (model/options.h), then each attention kernel's (attention/registry.h);
+  // train/ adds only what ties sections together.
   auto& m = c.model;
-  v.require(m.vocab_size >= 0, "model.vocab_size", m.vocab_size, "an integer >= 0 (0: from the tokenizer)");
-  v.require(m.n_layers >= 1, "model.n_layers", m.n_layers, "an integer >= 1");
-  v.require(m.d_model >= 2, "model.d_model", m.d_model, "an integer >= 2");
-  v.require(m.n_heads >= 1, "model.n_heads", m.n_heads, "an integer >= 1");
-  v.require(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads, "a divisor of model.d_model = " + std::to_string(m.d_model));
-  if (m.pos != model::PositionKind::kNone)
-    v.require(m.head_dim() % 2 == 0, "model.d_model", m.d_model, "d_model / n_heads even (model.pos: " + model::name_of(m.pos) + " rotates pairs)");
-  v.require(m.n_kv_heads >= 0, "model.n_kv_heads", m.n_kv_heads, "an integer >= 0 (0: model.n_heads)");
-  v.require(m.n_kv_heads == 0 || m.n_heads % m.n_kv_heads == 0, "model.n_kv_heads", m.n_kv_heads,
-            "a divisor of model.n_heads = " + std::to_string(m.n_heads) + " (each key/value head serves n_heads / n_kv_heads query heads)");
-  v.require(m.d_ff >= 0, "model.d_ff", m.d_ff, "an integer >= 0 (0: 4 * d_model for gelu, 8/3 * d_model rounded up to 64 for swiglu)");
-  v.require(m.xpos_scale_base > 0, "model.xpos_scale_base", m.xpos_scale_base, "a positive number");
-  v.require(m.dropout >= 0 && m.dropout < 1, "model.dropout", m.dropout, "a number in [0, 1)");
-  v.require(m.rope_theta > 0, "model.rope_theta", m.rope_theta, "a positive number");
-  v.require(m.init_std > 0, "model.init_std", m.init_std, "a positive number");
-  v.require(m.loss_chunk >= 0, "model.loss_chunk", m.loss_chunk, "an integer >= 0 (tokens per chunk of the LM head; 0: whole)");
-  v.require(m.mlp_chunk >= 0, "model.mlp_chunk", m.mlp_chunk, "an integer >= 0 (tokens per chunk of the MLP; 0: whole)");
   if (m.max_seq_len == 0) m.max_seq_len = d.seq_len;
   v.require(m.max_seq_len >= d.seq_len, "model.max_seq_len", m.max_seq_len, "at least data.seq_len = " + std::to_string(d.seq_len));
-  if (m.pos == model::PositionKind::kXpos) {
-    // zeta^(n / base) leaves float32's range for long sequences: refuse rather than train on inf.
-    const double needed = model::xpos_max_log_scale(m.max_seq_len, 1.0) / model::kXposLogScaleLimit;
-    v.require(model::xpos_max_log_scale(m.max_seq_len, m.xpos_scale_base) <= model::kXposLogScaleLimit, "model.xpos_scale_base",
-              m.xpos_scale_base, "at least " + std::to_string(static_cast<int64_t>(std::ceil(needed))) + " for model.max_seq_len " +
-              std::to_string(m.max_seq_len) + " under model.pos: xpos (its scales zeta^(n / base) would overflow float32)");
-  }
-
-  // The attention options: each kernel states its own rules (attention/registry.h).
+  for (const auto& p : model::check_model_options(m)) v.require(false, p.key, p.value, p.expected);
   attention::register_builtin_kernels();
   for (const auto& p : attention::check_options(m.attention, {d.seq_len, m.n_heads}))
     v.require(false, p.key, p.value, p.expected);

@@ -189,7 +189,7 @@ TEST_F(DenseTest, ANewKindIsOneRegistryEntry) {
   attention::KernelEntry e;
   e.make = [](const attention::AttentionOptions& o) { return std::make_shared<attention::DenseAttention>(o); };
   e.check = [](const attention::AttentionOptions& o, const attention::KernelContext& c) {
-    std::vector<attention::OptionProblem> p;
+    std::vector<OptionProblem> p;
     if (o.block_size > c.seq_len) p.push_back({"attention.block_size", std::to_string(o.block_size), "at most 8"});
     return p;
   };
