@@ -10,8 +10,8 @@
 namespace longnet::attention {
 
 torch::Tensor BlockSparseAttention::block_mask(int64_t T, bool causal) const {
-  const auto& o = options_;
-  const int64_t nb = (T + o.block_size - 1) / o.block_size;
+  const auto& o = options_.block_sparse;
+  const int64_t nb = (T + options_.block_size - 1) / options_.block_size;
   auto qb = torch::arange(nb, torch::kLong).unsqueeze(1), kb = torch::arange(nb, torch::kLong).unsqueeze(0);
   auto keep = torch::zeros({nb, nb}, torch::kBool);
   if (o.local_blocks >= 0) keep |= (qb - kb).abs() <= o.local_blocks;
@@ -187,16 +187,17 @@ KernelEntry block_sparse_entry() {
     auto require = [&](bool ok, const std::string& key, int64_t value, const std::string& expected) {
       p.require(ok, key, std::to_string(value), expected);
     };
+    const auto& o = a.block_sparse;
     require(a.block_size <= context.seq_len, "attention.block_size", a.block_size,
             "at most data.seq_len = " + std::to_string(context.seq_len) + " (one block would make it dense)");
-    require(a.local_blocks >= -1, "attention.local_blocks", a.local_blocks, "an integer >= -1 (-1: no local window)");
-    require(a.stride >= 0, "attention.stride", a.stride, "an integer >= 0 (0: off)");
-    require(a.global_blocks >= 0, "attention.global_blocks", a.global_blocks, "an integer >= 0");
-    require(a.random_blocks >= 0, "attention.random_blocks", a.random_blocks, "an integer >= 0");
-    for (size_t i = 0; i < a.pairs.size(); ++i)
-      p.require(a.pairs[i].first >= 0 && a.pairs[i].second >= 0, "attention.pairs[" + std::to_string(i) + "]",
-                std::to_string(a.pairs[i].first) + ", " + std::to_string(a.pairs[i].second), "non-negative block indices");
-    p.require(a.local_blocks >= 0 || a.stride > 0 || a.global_blocks > 0 || a.random_blocks > 0 || !a.pairs.empty(),
+    require(o.local_blocks >= -1, "attention.local_blocks", o.local_blocks, "an integer >= -1 (-1: no local window)");
+    require(o.stride >= 0, "attention.stride", o.stride, "an integer >= 0 (0: off)");
+    require(o.global_blocks >= 0, "attention.global_blocks", o.global_blocks, "an integer >= 0");
+    require(o.random_blocks >= 0, "attention.random_blocks", o.random_blocks, "an integer >= 0");
+    for (size_t i = 0; i < o.pairs.size(); ++i)
+      p.require(o.pairs[i].first >= 0 && o.pairs[i].second >= 0, "attention.pairs[" + std::to_string(i) + "]",
+                std::to_string(o.pairs[i].first) + ", " + std::to_string(o.pairs[i].second), "non-negative block indices");
+    p.require(o.local_blocks >= 0 || o.stride > 0 || o.global_blocks > 0 || o.random_blocks > 0 || !o.pairs.empty(),
               "attention", "no pattern", "at least one of local_blocks >= 0, stride, global_blocks, random_blocks, pairs");
     return p.list;
   };
@@ -209,13 +210,13 @@ KernelEntry block_sparse_entry() {
   e.bench = [](AttentionOptions o, int64_t T, double density, bool causal) {
     const int64_t nb = (T + o.block_size - 1) / o.block_size;
     const double kept = density * static_cast<double>(nb);
-    o.local_blocks = std::max<int64_t>(0, causal ? std::llround(kept) - 1 : std::llround((kept - 1) / 2));
+    o.block_sparse.local_blocks = std::max<int64_t>(0, causal ? std::llround(kept) - 1 : std::llround((kept - 1) / 2));
     return o;
   };
   // Across ranks: a sliding window of one 256-token block each side.
   e.bench_across = [](AttentionOptions o) {
     o.block_size = 256;
-    o.local_blocks = 1;
+    o.block_sparse.local_blocks = 1;
     return o;
   };
   return e;

@@ -109,9 +109,9 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->save_for_backward({q, k, v, out, lse});
     // The options by value: the kernel that called us may be gone before backward runs.
     ctx->saved_data["causal"] = causal;
-    ctx->saved_data["segment_lengths"] = options.segment_lengths;
-    ctx->saved_data["dilation_rates"] = options.dilation_rates;
-    ctx->saved_data["head_groups"] = options.mix == Mix::kHeadGroups;
+    ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
+    ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
+    ctx->saved_data["head_groups"] = options.dilated.mix == Mix::kHeadGroups;
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
     ctx->saved_data["dropout"] = dropout;
@@ -122,9 +122,9 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
     AttentionOptions options;
-    options.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
-    options.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
-    options.mix = ctx->saved_data["head_groups"].toBool() ? Mix::kHeadGroups : Mix::kLse;
+    options.dilated.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
+    options.dilated.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
+    options.dilated.mix = ctx->saved_data["head_groups"].toBool() ? Mix::kHeadGroups : Mix::kLse;
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
     auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
@@ -160,10 +160,10 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
 // are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   std::vector<DilatedUnit> units;
-  const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
+  const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t w = o.segment_lengths[i], r = o.dilation_rates[i];
-    if (o.mix == Mix::kHeadGroups) {
+    const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
+    if (o.dilated.mix == Mix::kHeadGroups) {
       const auto [first, count] = head_group(H, n, i);
       if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
     } else {
@@ -174,7 +174,7 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
 }
 
 DilatedAttention::DilatedAttention(const AttentionOptions& options) : options_(options) {
-  TORCH_CHECK(options.segment_lengths.size() == options.dilation_rates.size() && !options.segment_lengths.empty(),
+  TORCH_CHECK(options.dilated.segment_lengths.size() == options.dilated.dilation_rates.size() && !options.dilated.segment_lengths.empty(),
               "dilated attention needs one dilation rate per segment length");
 }
 
@@ -195,12 +195,12 @@ AttentionOutput DilatedAttention::forward(const torch::Tensor& q, const torch::T
 double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
   // Per pair: segments of w' = min(w, T) keep about w'/r positions each.
   double pairs = 0;
-  const double n_pairs = static_cast<double>(options_.segment_lengths.size());
-  for (size_t i = 0; i < options_.segment_lengths.size(); ++i) {
-    const double w = static_cast<double>(std::min(options_.segment_lengths[i], T));
-    const double m = std::ceil(w / options_.dilation_rates[i]);
+  const double n_pairs = static_cast<double>(options_.dilated.segment_lengths.size());
+  for (size_t i = 0; i < options_.dilated.segment_lengths.size(); ++i) {
+    const double w = static_cast<double>(std::min(options_.dilated.segment_lengths[i], T));
+    const double m = std::ceil(w / options_.dilated.dilation_rates[i]);
     const double per_segment = causal ? m * (m + 1) / 2 : m * m;
-    pairs += (static_cast<double>(T) / w) * per_segment / (options_.mix == Mix::kHeadGroups ? n_pairs : 1.0);
+    pairs += (static_cast<double>(T) / w) * per_segment / (options_.dilated.mix == Mix::kHeadGroups ? n_pairs : 1.0);
   }
   return pairs;
 }
@@ -210,18 +210,19 @@ KernelEntry dilated_entry() {
   e.make = [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); };
   e.check = [](const AttentionOptions& a, const KernelContext& context) {
     OptionProblems p;
-    const auto n = a.segment_lengths.size();
+    const auto& o = a.dilated;
+    const auto n = o.segment_lengths.size();
     p.require(n >= 1, "attention.segment_lengths", "an empty list", "at least one segment length");
-    p.require(a.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(a.dilation_rates.size()) + " rates",
+    p.require(o.dilation_rates.size() == n, "attention.dilation_rates", std::to_string(o.dilation_rates.size()) + " rates",
             "one rate per segment length (" + std::to_string(n) + ")");
     for (size_t i = 0; i < n; ++i) {
-      p.require(a.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]",
-              std::to_string(a.segment_lengths[i]), "an integer >= 1");
-      if (i < a.dilation_rates.size())
-        p.require(a.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]",
-                std::to_string(a.dilation_rates[i]), "an integer >= 1");
+      p.require(o.segment_lengths[i] >= 1, "attention.segment_lengths[" + std::to_string(i) + "]",
+              std::to_string(o.segment_lengths[i]), "an integer >= 1");
+      if (i < o.dilation_rates.size())
+        p.require(o.dilation_rates[i] >= 1, "attention.dilation_rates[" + std::to_string(i) + "]",
+                std::to_string(o.dilation_rates[i]), "an integer >= 1");
     }
-    if (a.mix == Mix::kHeadGroups)
+    if (o.mix == Mix::kHeadGroups)
       p.require(context.n_heads >= static_cast<int64_t>(n), "model.n_heads", std::to_string(context.n_heads),
               "at least one head per (segment, rate) pair under attention.mix: head_groups (" + std::to_string(n) + ")");
     return p.list;
@@ -230,14 +231,14 @@ KernelEntry dilated_entry() {
   e.zigzag = false;  // LongNet's segments are contiguous runs of the sequence
   // LongNet's geometric pairs: segments 2,048 to 16,384, rates 1 to 8 (each keeps 2,048 rows).
   e.bench = [](AttentionOptions o, int64_t, double, bool) {
-    o.segment_lengths = {2048, 4096, 8192, 16384};
-    o.dilation_rates = {1, 2, 4, 8};
+    o.dilated.segment_lengths = {2048, 4096, 8192, 16384};
+    o.dilated.dilation_rates = {1, 2, 4, 8};
     return o;
   };
   // Across ranks: segments 2K to 128K with rates 1 to 64 (each keeps 2,048 rows).
   e.bench_across = [](AttentionOptions o) {
-    o.segment_lengths = {2048, 8192, 32768, 131072};
-    o.dilation_rates = {1, 4, 16, 64};
+    o.dilated.segment_lengths = {2048, 8192, 32768, 131072};
+    o.dilated.dilation_rates = {1, 4, 16, 64};
     return o;
   };
   return e;

@@ -17,20 +17,16 @@ bool parse(const std::string& name, Mix& out);  // false for an unknown name
 const std::string& name_of(Mix v);
 inline const std::vector<std::string>& choices(Mix) { return mix_names(); }
 
-struct AttentionOptions {
-  std::string kind = "dense";  // a name from the kernel registry
-  int64_t block_size = 256;    // query tile of the tiled kernels; block_sparse's block
-  int64_t key_block = 1024;    // key tile: rows up to this many keys take one fused softmax
-  bool causal = true;          // decoder-only language models attend to the past only
-  double softmax_scale = 0;    // the factor on q.k before the softmax; 0: 1/sqrt(head_dim)
-  double dropout = 0;          // attention-probability dropout in training (dropout.h); 0: off
-
-  // dilated (LongNet): one (segment length, dilation rate) pair per entry.
+// dilated (LongNet, dilated.h): one (segment length, dilation rate) pair per entry.
+struct DilatedOptions {
   std::vector<int64_t> segment_lengths = {2048};
   std::vector<int64_t> dilation_rates = {1};
   Mix mix = Mix::kLse;
+};
 
-  // block_sparse: which (query block, key block) pairs are attended, in units of block_size.
+// block_sparse (block_sparse.h): which (query block, key block) pairs are attended, in units of
+// attention.block_size.
+struct BlockSparseOptions {
   int64_t local_blocks = 1;    // key blocks on each side of the diagonal (0: the diagonal only; -1: none)
   int64_t stride = 0;          // also every stride-th block behind/ahead (0: off)
   int64_t global_blocks = 0;   // the first g blocks see, and are seen by, every block
@@ -39,8 +35,38 @@ struct AttentionOptions {
   std::vector<std::pair<int64_t, int64_t>> pairs;  // explicit (query block, key block) pairs
 };
 
-// The keys of `attention:`, each listed once: train/config reads and writes them through this
-// list, and a test checks docs/configuration.md against it. O: AttentionOptions, const or not.
+// The `attention:` section: what every kind reads, then each kind's own settings.
+struct AttentionOptions {
+  std::string kind = "dense";  // a name from the kernel registry
+  int64_t block_size = 256;    // query tile of the tiled kernels; block_sparse's block
+  int64_t key_block = 1024;    // key tile: rows up to this many keys take one fused softmax
+  bool causal = true;          // decoder-only language models attend to the past only
+  double softmax_scale = 0;    // the factor on q.k before the softmax; 0: 1/sqrt(head_dim)
+  double dropout = 0;          // attention-probability dropout in training (dropout.h); 0: off
+  DilatedOptions dilated;
+  BlockSparseOptions block_sparse;
+};
+
+// The keys of `attention:` (one flat section: each kind's keys sit beside the shared ones),
+// each listed once: train/config reads and writes them through these lists, and a test checks
+// docs/configuration.md against them. O: the options struct, const or not.
+template <typename O, typename F>
+void dilated_fields(O& o, F&& f) {
+  f("segment_lengths", o.segment_lengths);
+  f("dilation_rates", o.dilation_rates);
+  f("mix", o.mix);
+}
+
+template <typename O, typename F>
+void block_sparse_fields(O& o, F&& f) {
+  f("local_blocks", o.local_blocks);
+  f("stride", o.stride);
+  f("global_blocks", o.global_blocks);
+  f("random_blocks", o.random_blocks);
+  f("seed", o.seed);
+  f("pairs", o.pairs);
+}
+
 template <typename O, typename F>
 void attention_fields(O& o, F&& f) {
   f("kind", o.kind);
@@ -49,15 +75,8 @@ void attention_fields(O& o, F&& f) {
   f("key_block", o.key_block);
   f("softmax_scale", o.softmax_scale);
   f("dropout", o.dropout);
-  f("segment_lengths", o.segment_lengths);
-  f("dilation_rates", o.dilation_rates);
-  f("mix", o.mix);
-  f("local_blocks", o.local_blocks);
-  f("stride", o.stride);
-  f("global_blocks", o.global_blocks);
-  f("random_blocks", o.random_blocks);
-  f("seed", o.seed);
-  f("pairs", o.pairs);
+  dilated_fields(o.dilated, f);
+  block_sparse_fields(o.block_sparse, f);
 }
 
 }  // namespace longnet::attention

@@ -27,12 +27,12 @@ attention::AttentionOptions options_of(const Case& c) {
   attention::AttentionOptions o;
   o.kind = "block_sparse";
   o.block_size = c.block;
-  o.local_blocks = c.local;
-  o.stride = c.stride;
-  o.global_blocks = c.global;
-  o.random_blocks = c.random;
-  o.seed = 11;
-  o.pairs = c.pairs;
+  o.block_sparse.local_blocks = c.local;
+  o.block_sparse.stride = c.stride;
+  o.block_sparse.global_blocks = c.global;
+  o.block_sparse.random_blocks = c.random;
+  o.block_sparse.seed = 11;
+  o.block_sparse.pairs = c.pairs;
   return o;
 }
 
@@ -110,7 +110,7 @@ TEST_F(BlockSparseTest, RandomBlocksAreSeeded) {
   attention::BlockSparseAttention a(options_of(c)), b(options_of(c));
   EXPECT_TRUE(torch::equal(a.block_mask(128, false), b.block_mask(128, false)));
   auto o = options_of(c);
-  o.seed = 12;
+  o.block_sparse.seed = 12;
   EXPECT_FALSE(torch::equal(a.block_mask(128, false), attention::BlockSparseAttention(o).block_mask(128, false)));
 }
 

@@ -155,8 +155,8 @@ TEST_F(DenseTest, SoftmaxScaleOverrideReachesEveryKernel) {
     attention::AttentionOptions o;
     o.kind = kind;
     o.block_size = 8;
-    o.segment_lengths = {8, 16};
-    o.dilation_rates = {1, 2};
+    o.dilated.segment_lengths = {8, 16};
+    o.dilated.dilation_rates = {1, 2};
     auto want_kernel = attention::make_kernel(o);
     o.softmax_scale = 0.7;
     auto got_kernel = attention::make_kernel(o);
@@ -236,8 +236,8 @@ TEST_F(DenseTest, BFloat16InputsGiveFloat32LseForEveryKernel) {
         o.kind = kind;
         o.block_size = block;
         o.key_block = block;
-        o.segment_lengths = {8, 32};
-        o.dilation_rates = {1, 2};
+        o.dilated.segment_lengths = {8, 32};
+        o.dilated.dilation_rates = {1, 2};
         auto kernel = attention::make_kernel(o);
         auto run = [&](torch::ScalarType t) {
           auto q = q64.to(t).requires_grad_(), k = k64.to(t).requires_grad_(), v = v64.to(t).requires_grad_();

@@ -38,13 +38,13 @@ attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::T
                                           const attention::AttentionOptions& o, bool causal,
                                           const torch::Tensor& factors = {}) {
   const int64_t T = q.size(1), H = q.size(2);
-  const int64_t n = static_cast<int64_t>(o.segment_lengths.size());
-  if (o.mix == attention::Mix::kHeadGroups) {
+  const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
+  if (o.dilated.mix == attention::Mix::kHeadGroups) {
     std::vector<torch::Tensor> outs, lses;
     for (int64_t g = 0; g < n; ++g) {
       const auto [first, count] = attention::head_group(H, n, g);
-      const int64_t r = o.dilation_rates[g];
-      auto mask = dilated_allowed(T, count, o.segment_lengths[g], r, causal, [&](int64_t) { return g % r; });
+      const int64_t r = o.dilated.dilation_rates[g];
+      auto mask = dilated_allowed(T, count, o.dilated.segment_lengths[g], r, causal, [&](int64_t) { return g % r; });
       auto res = masked_attention(q.narrow(2, first, count), k.narrow(2, first, count), v.narrow(2, first, count), mask,
                                   factors.defined() ? factors.narrow(1, first, count) : factors);
       outs.push_back(res.out);
@@ -54,8 +54,8 @@ attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::T
   }
   attention::AttentionOutput mixed;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = o.dilation_rates[i];
-    auto mask = dilated_allowed(T, H, o.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; });
+    const int64_t r = o.dilated.dilation_rates[i];
+    auto mask = dilated_allowed(T, H, o.dilated.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; });
     auto res = masked_attention(q, k, v, mask, factors);
     mixed = i == 0 ? res : attention::merge(mixed, res);
   }
@@ -77,9 +77,9 @@ void check(const Case& c, torch::ScalarType dtype, double tol, double dropout = 
   auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
   attention::AttentionOptions o;
   o.kind = "dilated";
-  o.segment_lengths = c.w;
-  o.dilation_rates = c.r;
-  EXPECT_TRUE(attention::parse(c.mix, o.mix)) << c.mix;
+  o.dilated.segment_lengths = c.w;
+  o.dilated.dilation_rates = c.r;
+  EXPECT_TRUE(attention::parse(c.mix, o.dilated.mix)) << c.mix;
   o.block_size = c.block;
   o.dropout = dropout;
   auto kernel = attention::make_kernel(o);
@@ -156,8 +156,8 @@ TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
   auto v = torch::arange(T, torch::kDouble).view({1, T, 1, 1}).expand({1, T, 2, 1}).contiguous();
   attention::AttentionOptions o;
   o.kind = "dilated";
-  o.segment_lengths = {4, 8};
-  o.dilation_rates = {2, 4};
+  o.dilated.segment_lengths = {4, 8};
+  o.dilated.dilation_rates = {2, 4};
   auto r = attention::make_kernel(o)->forward(q, q, v, /*causal=*/true);
   const double ninf = -std::numeric_limits<double>::infinity();
   // position t: head 0 keys of pair 1 | pair 2 -> out, lse

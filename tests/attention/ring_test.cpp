@@ -66,14 +66,14 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   attention::AttentionOptions sparse;
   sparse.kind = "block_sparse";
   sparse.block_size = 8;
-  sparse.local_blocks = 1;
-  sparse.global_blocks = 1;
-  sparse.stride = 3;
+  sparse.block_sparse.local_blocks = 1;
+  sparse.block_sparse.global_blocks = 1;
+  sparse.block_sparse.stride = 3;
   attention::AttentionOptions dilated;
   dilated.kind = "dilated";
   dilated.block_size = 4;
-  dilated.segment_lengths = {6, 16, 64};
-  dilated.dilation_rates = {1, 2, 4};
+  dilated.dilated.segment_lengths = {6, 16, 64};
+  dilated.dilated.dilation_rates = {1, 2, 4};
   attention::DropoutKey key;
   key.rate = dropout;
   key.seed = 5;
@@ -160,7 +160,7 @@ TEST(RingWorker, DISABLED_MaskedPacketsAreNotSent) {
   attention::AttentionOptions sparse;
   sparse.kind = "block_sparse";
   sparse.block_size = 8;
-  sparse.local_blocks = 1;
+  sparse.block_sparse.local_blocks = 1;
   attention::TransferStats stats;
   auto sent = [&](const std::function<attention::AttentionOutput()>& f) {
     stats.reset();

@@ -73,8 +73,8 @@ TEST_F(RecomputeTest, AttentionDropoutIsDrawnAgainInRecomputeForEveryKernel) {
     auto o = small(3, 0.0);
     o.attention.kind = kind;
     o.attention.block_size = 16;
-    o.attention.segment_lengths = {16, 64};
-    o.attention.dilation_rates = {1, 2};
+    o.attention.dilated.segment_lengths = {16, 64};
+    o.attention.dilated.dilation_rates = {1, 2};
     auto without = gradients(o, {}, x);
     o.attention.dropout = 0.2;
     const auto plain = gradients(o, {}, x);

@@ -129,10 +129,10 @@ TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
 TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
   auto c = train::parse_config(base, "test.yaml", {"attention.kind=dilated", "attention.segment_lengths=[64, 128]",
                                                    "attention.dilation_rates=[1, 2]", "attention.mix=head_groups"});
-  EXPECT_EQ(c.model.attention.segment_lengths, (std::vector<int64_t>{64, 128}));
-  EXPECT_EQ(c.model.attention.mix, attention::Mix::kHeadGroups);
+  EXPECT_EQ(c.model.attention.dilated.segment_lengths, (std::vector<int64_t>{64, 128}));
+  EXPECT_EQ(c.model.attention.dilated.mix, attention::Mix::kHeadGroups);
   auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
-  EXPECT_EQ(again.model.attention.dilation_rates, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(again.model.attention.dilated.dilation_rates, (std::vector<int64_t>{1, 2}));
   const std::vector<std::string> dil = {"attention.kind=dilated"};
   auto with = [&](std::vector<std::string> extra) {
     extra.insert(extra.begin(), dil.begin(), dil.end());
@@ -153,8 +153,8 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
 
   auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
                                                    "attention.pairs=[[0, 3], [5, 1]]", "attention.global_blocks=1"});
-  EXPECT_EQ(b.model.attention.pairs.size(), 2u);
-  EXPECT_EQ(train::parse_config(train::to_yaml(b), "resolved.yaml").model.attention.pairs[1], std::make_pair(int64_t{5}, int64_t{1}));
+  EXPECT_EQ(b.model.attention.block_sparse.pairs.size(), 2u);
+  EXPECT_EQ(train::parse_config(train::to_yaml(b), "resolved.yaml").model.attention.block_sparse.pairs[1], std::make_pair(int64_t{5}, int64_t{1}));
   EXPECT_NE(error_of(base, {"attention.kind=block_sparse", "attention.block_size=512"}).find("at most data.seq_len"),
             std::string::npos);
   EXPECT_NE(error_of(base, {"attention.kind=block_sparse", "attention.pairs=[[1]]"}).find("attention.pairs[0]"),
