@@ -12,7 +12,7 @@
 #include "attention/block_sparse.h"
 #include "attention/registry.h"
 #include "common/errors.h"
-#include "tools/args.h"
+#include "tools/cli.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"
 #include "train/runtime.h"
@@ -98,66 +98,46 @@ double gemm_gflops(int threads) {
 }  // namespace
 
 int bench_attention(int argc, char** argv) {
-  const auto args = parse_args("bench attention", argc, argv,
-                               {"kinds", "lengths", "dense-max", "heads", "head-dim", "batch", "block", "key-block", "density",
-                                "repeat", "threads", "one-kind", "one-length"},
-                               {"json", "non-causal"});
-  if (args.help || !args.positional.empty()) {
-    std::puts(R"(usage: longnet bench attention [options]
-
-Times each attention kernel at each length, forward and forward+backward, float32, and reports
-peak RSS and effective GFLOP/s (4 * head_dim flops per attended (query, key) pair, forward),
-beside the machine's float32 GEMM GFLOP/s (2048^3) measured in the same run. Every
-measurement runs in a fresh process, so its peak RSS is its own.
-
-  --kinds LIST       kernels (default dense,dilated,block_sparse)
-  --lengths LIST     sequence lengths (default 2048,4096,8192,16384,32768,65536)
-  --dense-max T      longest length for dense (default 16384)
-  --heads H          (default 8)       --head-dim D   (default 64)   --batch B (default 1)
-  --block N          attention.block_size (default 256)
-  --key-block N      attention.key_block (default 1024)
-  --density F        block_sparse density target (default 0.1)
-  --non-causal       (default causal)
-  --repeat N         timed rounds, best kept (default 3)
-  --threads N        intra-op threads (default: all cores)
-  --json             one JSON object per line instead of the table
-
-dilated uses segments [2048, 4096, 8192, 16384] with rates [1, 2, 4, 8].)");
-    if (args.help) return 0;
-    throw ConfigError("longnet bench attention: unexpected argument '" + args.positional[0] + "'");
-  }
-  auto num = [&](const char* name, int64_t def) {
-    return args.values.count(name) ? parse_list(name, args.values.at(name)).at(0) : def;
-  };
+  Command cmd("bench attention", "Time and measure the attention kernels.",
+              R"(Times each kernel at each length, forward and forward+backward, float32, and reports peak
+RSS and effective GFLOP/s (4 * head_dim flops per attended (query, key) pair, forward) beside
+the machine's float32 GEMM GFLOP/s (2048^3) measured in the same run. Every measurement runs
+in a fresh process, so its peak RSS is its own. Each kind's settings are its registry entry's
+bench preset (dilated: segments 2048-16384 with rates 1-8; block_sparse: a local window sized
+for --density).)");
+  auto& app = cmd.app();
   BenchSetup s;
-  s.heads = num("heads", 8);
-  s.head_dim = num("head-dim", 64);
-  s.batch = num("batch", 1);
-  s.block = num("block", 256);
-  s.key_block = num("key-block", 1024);
-  s.repeat = num("repeat", 3);
-  s.threads = static_cast<int>(num("threads", 0));
-  s.causal = !args.flags.count("non-causal");
-  if (args.values.count("density")) s.density = std::stod(args.values.at("density"));
-  if (s.heads < 1 || s.head_dim < 1 || s.batch < 1 || s.block < 1 || s.key_block < 1 || s.repeat < 1)
-    throw ConfigError("longnet bench: --heads, --head-dim, --batch, --block, --key-block and --repeat must be >= 1");
+  std::vector<std::string> kinds = {"dense", "dilated", "block_sparse"};
+  std::vector<int64_t> lengths = {2048, 4096, 8192, 16384, 32768, 65536};
+  int64_t dense_max = 16384, one_length = 0;
+  bool non_causal = false, json = false;
+  std::string one_kind;
+  app.add_option("--kinds", kinds, "kernels")->delimiter(',')->capture_default_str();
+  add_list(app, "--lengths", lengths, "sequence lengths")->capture_default_str();
+  app.add_option("--dense-max", dense_max, "longest length for dense")->check(kPositive)->capture_default_str();
+  app.add_option("--heads", s.heads, "heads H")->check(kPositive)->capture_default_str();
+  app.add_option("--head-dim", s.head_dim, "head_dim D")->check(kPositive)->capture_default_str();
+  app.add_option("--batch", s.batch, "batch B")->check(kPositive)->capture_default_str();
+  app.add_option("--block", s.block, "attention.block_size")->check(kPositive)->capture_default_str();
+  app.add_option("--key-block", s.key_block, "attention.key_block")->check(kPositive)->capture_default_str();
+  app.add_option("--density", s.density, "block_sparse's kept fraction of block pairs")
+      ->check(kFraction)
+      ->capture_default_str();
+  app.add_flag("--non-causal", non_causal, "attend in both directions (default causal)");
+  app.add_option("--repeat", s.repeat, "timed rounds, the best kept")->check(kPositive)->capture_default_str();
+  app.add_option("--threads", s.threads, "intra-op threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_flag("--json", json, "one JSON object per line instead of the table");
+  app.add_option("--one-kind", one_kind)->group("");  // a child's one measurement
+  app.add_option("--one-length", one_length)->group("");
+  if (!cmd.parse(argc, argv)) return 0;
+  s.causal = !non_causal;
 
-  if (args.values.count("one-kind")) {  // child mode
-    std::printf("%s\n", measure_one(args.values.at("one-kind"), num("one-length", 0), s).dump().c_str());
+  if (!one_kind.empty()) {  // child mode
+    std::printf("%s\n", measure_one(one_kind, one_length, s).dump().c_str());
     return 0;
   }
-  std::vector<std::string> kinds;
-  {
-    std::stringstream ss(args.values.count("kinds") ? args.values.at("kinds") : "dense,dilated,block_sparse");
-    for (std::string k; std::getline(ss, k, ',');) {
-      if (!attention::has_kernel(k)) throw ConfigError("longnet bench: --kinds: unknown kernel '" + k + "'");
-      kinds.push_back(k);
-    }
-  }
-  const auto lengths = parse_list("lengths", args.values.count("lengths") ? args.values.at("lengths")
-                                                                          : "2048,4096,8192,16384,32768,65536");
-  const int64_t dense_max = num("dense-max", 16384);
-  const bool json = args.flags.count("json");
+  for (const auto& k : kinds)
+    if (!attention::has_kernel(k)) throw ConfigError("longnet bench attention: --kinds: unknown kernel '" + k + "'");
   const double gemm = gemm_gflops(s.threads);
   if (json) {
     std::printf("%s\n", nlohmann::json({{"gemm_gflops", gemm}}).dump().c_str());

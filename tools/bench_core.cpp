@@ -11,7 +11,7 @@
 
 #include "attention/blockwise.h"
 #include "common/errors.h"
-#include "tools/args.h"
+#include "tools/cli.h"
 #include "tools/bench_util.h"
 #include "train/runtime.h"
 
@@ -100,28 +100,24 @@ nlohmann::json measure(const Shape& s, int64_t units, int64_t D, int repeat) {
 }  // namespace
 
 int bench_core(int argc, char** argv) {
-  const auto args = parse_args("bench core", argc, argv, {"--units", "--head-dim", "--repeat", "--threads"}, {"--json"});
-  if (args.help) {
-    std::puts(R"(usage: longnet bench core [--units N] [--head-dim D] [--repeat R] [--threads N] [--json]
-The tile core under every attention kernel: attention/blockwise's tiled loop against LibTorch's
-flash attention for the CPU (at::_scaled_dot_product_flash_attention_for_cpu), on the tile
-shapes the kernels run, forward and forward+backward, float32, best of R runs.
-  --units N     (batch, head) units per call (default 8: one batch of 8 heads)
-  --head-dim D  (default 64)
-  --threads N   LibTorch intra-op threads (default 0: all cores))");
-    return 0;
-  }
-  auto get = [&](const char* name, int64_t fallback) {
-    auto it = args.values.find(name);
-    return it == args.values.end() ? fallback : parse_list(name, it->second).at(0);
-  };
-  const int64_t units = get("--units", 8), D = get("--head-dim", 64);
-  const int repeat = static_cast<int>(get("--repeat", 3));
+  Command cmd("bench core", "The tile core: ours against LibTorch's CPU flash attention.",
+              R"(The tile core under every attention kernel: attention/blockwise's tiled loop against
+LibTorch's flash attention for the CPU (at::_scaled_dot_product_flash_attention_for_cpu), on
+the tile shapes the kernels run, forward and forward+backward, float32, best of --repeat runs.)");
+  int64_t units = 8, D = 64;
+  int repeat = 3, threads_wanted = 0;
+  bool json = false;
+  cmd.app().add_option("--units", units, "(batch, head) units per call")->check(kPositive)->capture_default_str();
+  cmd.app().add_option("--head-dim", D, "head_dim D")->check(kPositive)->capture_default_str();
+  cmd.app().add_option("--repeat", repeat, "timed rounds, the best kept")->check(kPositive)->capture_default_str();
+  cmd.app().add_option("--threads", threads_wanted, "intra-op threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd.app().add_flag("--json", json, "one JSON array instead of the table");
+  if (!cmd.parse(argc, argv)) return 0;
   train::TrainOptions t;
-  t.threads = static_cast<int>(get("--threads", 0));
+  t.threads = threads_wanted;
   const int threads = train::configure_runtime(t);
   nlohmann::json rows = nlohmann::json::array();
-  if (!args.flags.count("--json"))
+  if (!json)
     std::printf("units %lld, head_dim %lld, float32, %d threads; ms, best of %d\n"
                 "%6s %6s %6s | %9s %9s %6s | %9s %9s %6s | %s\n",
                 static_cast<long long>(units), static_cast<long long>(D), threads, repeat, "Tq", "Tk", "causal",
@@ -131,7 +127,7 @@ shapes the kernels run, forward and forward+backward, float32, best of R runs.
     if (r["max_out_diff"].get<double>() > 1e-4)
       throw Error("bench core: the two cores disagree at " + std::to_string(s.tq) + "x" + std::to_string(s.tk) +
                   " (max |out diff| " + std::to_string(r["max_out_diff"].get<double>()) + ")");
-    if (!args.flags.count("--json")) {
+    if (!json) {
       const double tf = r["tiled_fwd_ms"], ff = r["flash_fwd_ms"], tb = r["tiled_fwdbwd_ms"], fb = r["flash_fwdbwd_ms"];
       std::printf("%6lld %6lld %6s | %9.2f %9.2f %5.2fx | %9.2f %9.2f %5.2fx | %s\n", static_cast<long long>(s.tq),
                   static_cast<long long>(s.tk), s.causal ? "yes" : "no", tf, ff, ff / tf, tb, fb, fb / tb, s.used_by);
@@ -139,7 +135,7 @@ shapes the kernels run, forward and forward+backward, float32, best of R runs.
     }
     rows.push_back(r);
   }
-  if (args.flags.count("--json")) std::printf("%s\n", rows.dump().c_str());
+  if (json) std::printf("%s\n", rows.dump().c_str());
   return 0;
 }
 

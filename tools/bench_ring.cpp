@@ -14,7 +14,7 @@
 #include "attention/ring.h"
 #include "attention/sequence_parallel.h"
 #include "common/errors.h"
-#include "tools/args.h"
+#include "tools/cli.h"
 #include "tools/bench_util.h"
 #include "train/distributed.h"
 #include "train/runtime.h"
@@ -82,31 +82,28 @@ nlohmann::json measure_ring(const std::string& kind, int64_t T, int64_t heads, i
 }  // namespace
 
 int bench_ring(int argc, char** argv) {
-  const auto args = parse_args("bench ring", argc, argv, {"lengths", "ranks", "heads", "head-dim", "one-length", "kind"}, {"json"});
-  if (args.help) {
-    std::puts(R"(usage: longnet bench ring [--kind K] [--lengths LIST] [--ranks LIST] [--heads H] [--head-dim D] [--json]
-
-One causal attention step across ranks (forward + backward, float32, batch 1) over T tokens
+  Command cmd("bench ring", "Attention across P local ranks: time, waiting, per-rank RSS.",
+              R"(One causal attention step across ranks (forward + backward, float32, batch 1) over T tokens
 split across P local ranks (Gloo over the loopback), each (T, P) in fresh processes started by
 `longnet launch`. Per rank (the largest over the ranks): peak RSS of the process (LibTorch's
 ~0.15 GB included), the step's own peak (peak RSS minus the RSS before its inputs existed, after
 a small warm-up step: what the attention step holds), MB of k/v and dk/dv sent, the step's time
-and the time spent waiting on transfers that the compute did not hide. The P ranks share this
+and the time spent waiting on transfers that the compute did not hide. The P ranks share the
 machine's cores, so with fewer cores than ranks the times at P > 1 are not speedups.
-
-  --kind K         ring (default: dense attention, zigzag split) | block_sparse (a window of
-                   one 256-token block each side) | dilated (segments 2K, 8K, 32K, 128K with
-                   rates 1, 4, 16, 64; contiguous split)
-  --lengths LIST   (default 16384,32768,65536)     --ranks LIST   (default 1,2,4)
-  --heads H        (default 8)                     --head-dim D   (default 64)
-  --json           one JSON object per line)");
-    return 0;
-  }
-  auto num = [&](const char* name, int64_t def) {
-    return args.values.count(name) ? parse_list(name, args.values.at(name)).at(0) : def;
-  };
-  const int64_t heads = num("heads", 8), head_dim = num("head-dim", 64);
-  const std::string kind = args.values.count("kind") ? args.values.at("kind") : "ring";
+--kind: ring (dense attention, zigzag split) | block_sparse (a window of one 256-token block
+each side) | dilated (segments 2K, 8K, 32K, 128K with rates 1, 4, 16, 64; contiguous split).)");
+  std::string kind = "ring";
+  std::vector<int64_t> lengths = {16384, 32768, 65536}, ranks = {1, 2, 4};
+  int64_t heads = 8, head_dim = 64, one_length = 0;
+  bool json = false;
+  cmd.app().add_option("--kind", kind, "an attention kind with a cross-rank form")->capture_default_str();
+  add_list(cmd.app(), "--lengths", lengths, "sequence lengths")->capture_default_str();
+  add_list(cmd.app(), "--ranks", ranks, "rank counts P")->capture_default_str();
+  cmd.app().add_option("--heads", heads, "heads H")->check(kPositive)->capture_default_str();
+  cmd.app().add_option("--head-dim", head_dim, "head_dim D")->check(kPositive)->capture_default_str();
+  cmd.app().add_flag("--json", json, "one JSON object per line instead of the table");
+  cmd.app().add_option("--one-length", one_length)->group("");  // a rank's one measurement
+  if (!cmd.parse(argc, argv)) return 0;
   attention::register_builtin_kernels();
   if (!attention::has_kernel(kind) || !attention::kernel_entry(kind).across) {
     std::string valid;
@@ -115,15 +112,12 @@ machine's cores, so with fewer cores than ranks the times at P > 1 are not speed
     throw ConfigError("--kind: expected a kind with a cross-rank form (" + valid + "), got '" + kind + "'");
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (args.values.count("one-length")) {  // a rank
+  if (one_length > 0) {  // a rank
     const int world = train::distributed_env().world_size;
-    const auto j = measure_ring(kind, num("one-length", 0), heads, head_dim, std::max(1, cores / world));
+    const auto j = measure_ring(kind, one_length, heads, head_dim, std::max(1, cores / world));
     if (train::distributed_env().rank == 0) std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  const auto lengths = parse_list("lengths", args.values.count("lengths") ? args.values.at("lengths") : "16384,32768,65536");
-  const auto ranks = parse_list("ranks", args.values.count("ranks") ? args.values.at("ranks") : "1,2,4");
-  const bool json = args.flags.count("json");
   if (!json)
     std::printf("%-8s %5s %9s %10s %8s %7s %9s %12s %11s %8s\n", "T", "ranks", "tokens", "fwd+bwd s", "wait s", "wait %",
                 "sent MB", "process RSS", "step RSS", "vs P=1");

@@ -10,7 +10,7 @@
 
 #include "common/errors.h"
 #include "model/recompute.h"
-#include "tools/args.h"
+#include "tools/cli.h"
 #include "tools/bench_util.h"
 #include "train/config.h"
 #include "train/optimizer.h"
@@ -68,38 +68,35 @@ nlohmann::json measure_step(const std::string& path, std::vector<std::string> se
 }  // namespace
 
 int bench_train(int argc, char** argv) {
-  const auto args = parse_args("bench train", argc, argv, {"lengths", "steps", "threads", "one-length"}, {"json"});
-  if (args.help) {
-    std::puts(R"(usage: longnet bench train [CONFIG] [--lengths LIST] [--steps N] [--threads N] [--json]
-                         [--set key.path=value ...]
-
-One full training step (forward, backward, gradient clipping, AdamW) of CONFIG's model
+  Command cmd("bench train", "One training step at long context: time, tokens/s, peak RSS.",
+              R"(One full training step (forward, backward, gradient clipping, AdamW) of CONFIG's model
 (default configs/long_context.yaml) on one sequence of T random tokens, for each length, each in
 a fresh process: step time, tokens/s and peak RSS (the whole process, model and optimizer
-included). The config's activation checkpointing, model.loss_chunk and model.mlp_chunk apply.
-
-  --lengths LIST   sequence lengths (default 16384,65536,262144,1048576)
-  --steps N        steps per length; the last one is reported (default 1: the first step,
-                   allocations included; at 1M tokens one step takes minutes)
-  --threads N      intra-op threads (default: train.threads, 0 = all cores)
-  --json           one JSON object per line instead of the table)");
-    return 0;
-  }
-  if (args.positional.size() > 1) throw ConfigError("longnet bench train: expected at most one CONFIG.yaml");
-  const std::string path = args.positional.empty() ? "configs/long_context.yaml" : args.positional[0];
-  const int64_t steps = args.values.count("steps") ? parse_list("steps", args.values.at("steps")).at(0) : 1;
-  if (steps < 1) throw ConfigError("longnet bench train: --steps: expected an integer >= 1");
-  auto sets = args.sets;
-  if (args.values.count("threads")) sets.push_back("train.threads=" + args.values.at("threads"));
-  if (args.values.count("one-length")) {  // child mode
-    std::printf("%s\n", measure_step(path, sets, parse_list("one-length", args.values.at("one-length")).at(0), steps).dump().c_str());
+included). The config's activation checkpointing, model.loss_chunk and model.mlp_chunk apply.)");
+  cmd.add_config(/*optional=*/true);
+  cmd.add_sets();
+  std::vector<int64_t> lengths = {16384, 65536, 262144, 1048576};
+  int64_t steps = 1, one_length = 0;
+  std::string threads;
+  bool json = false;
+  add_list(cmd.app(), "--lengths", lengths, "sequence lengths")->capture_default_str();
+  cmd.app()
+      .add_option("--steps", steps, "steps per length; the last is reported (1: the first step, allocations included)")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd.app().add_option("--threads", threads, "intra-op threads (default: train.threads, 0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd.app().add_flag("--json", json, "one JSON object per line instead of the table");
+  cmd.app().add_option("--one-length", one_length)->group("");  // a child's one measurement
+  if (!cmd.parse(argc, argv)) return 0;
+  const std::string path = cmd.config().empty() ? "configs/long_context.yaml" : cmd.config();
+  auto sets = cmd.sets();
+  if (!threads.empty()) sets.push_back("train.threads=" + threads);
+  if (one_length > 0) {  // child mode
+    std::printf("%s\n", measure_step(path, sets, one_length, steps).dump().c_str());
     return 0;
   }
   // Validate the config once here, so that a bad one fails before any child runs.
   train::load_config(path, sets);
-  const auto lengths = parse_list("lengths", args.values.count("lengths") ? args.values.at("lengths")
-                                                                          : "16384,65536,262144,1048576");
-  const bool json = args.flags.count("json");
   if (!json)
     std::printf("%-9s %10s %10s %12s %8s %s\n", "T", "step s", "tokens/s", "peak RSS", "loss", "(model, checkpointing)");
   std::fflush(stdout);

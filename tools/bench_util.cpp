@@ -12,22 +12,6 @@
 
 namespace longnet::tools {
 
-std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw ConfigError("longnet bench: --" + flag + ": expected a comma-separated list of integers, got '" + text + "'");
-    }
-  }
-  if (out.empty()) throw ConfigError("longnet bench: --" + flag + ": expected at least one integer");
-  return out;
-}
-
 std::string self_exe() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);

@@ -1,5 +1,5 @@
 #pragma once
-// What the benchmarks share: list flags, and measuring in a fresh child process of our own
+// What the benchmarks share: measuring in a fresh child process of our own
 // binary so that each measurement's peak RSS is its own.
 #include <nlohmann/json.hpp>
 
@@ -8,9 +8,6 @@
 #include <vector>
 
 namespace longnet::tools {
-
-// "2048,4096" -> {2048, 4096}; a ConfigError naming --flag otherwise.
-std::vector<int64_t> parse_list(const std::string& flag, const std::string& text);
 
 // The path of the running longnet binary.
 std::string self_exe();

@@ -7,7 +7,7 @@
 #include <cstdlib>
 
 #include "common/errors.h"
-#include "tools/args.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 #include "train/pipeline.h"
 #include "train/checkpoint.h"
@@ -19,31 +19,34 @@
 namespace longnet::tools {
 
 int cmd_eval(int argc, char** argv) {
-  const auto args = parse_args("eval", argc, argv, {"checkpoint", "bucket"}, {"json", "by-position"});
-  if (args.help) {
-    std::puts(R"(usage: longnet eval CONFIG.yaml [--checkpoint DIR] [--json] [--by-position [--bucket N]]
-                    [--set key.path=value ...]
-
-Evaluates a checkpoint (default: <train.out_dir>/checkpoints/latest) on the whole validation
-split, in windows of data.seq_len tokens: loss (nats/token), perplexity, bits per byte of the
-validation text, tokens and tokens/s. --json prints one JSON object on stdout.
-
---by-position  also the loss by position in the window, over buckets 0-N, N-2N, 2N-4N, ... up
-               to data.seq_len: a model that uses its context predicts later tokens better.
---bucket N     the first bucket's width (default: min(1024, data.seq_len / 8)).
-Evaluate at another context length with --set data.seq_len=T (up to the model's max_seq_len).)");
-    return 0;
-  }
-  if (args.positional.size() != 1) throw ConfigError("longnet eval: expected one CONFIG.yaml argument (see longnet eval --help)");
-  auto p = train::prepare(args.positional[0], args.sets, train::Stage::kShards, /*train_tokenizer_if_missing=*/false);
+  Command cmd("eval", "Evaluate a checkpoint of CONFIG on the whole validation split.",
+              R"(In windows of data.seq_len tokens: loss (nats/token), perplexity, bits per byte of the
+validation text, tokens and tokens/s. Evaluate at another context length with
+--set data.seq_len=T (up to the model's max_seq_len).)");
+  cmd.add_config();
+  cmd.add_sets();
+  std::string checkpoint;
+  int64_t bucket = 0;
+  bool json = false, by_position = false;
+  cmd.app().add_option("--checkpoint", checkpoint, "the checkpoint folder (default: <train.out_dir>/checkpoints/latest)");
+  cmd.app().add_flag("--json", json, "print one JSON object on stdout");
+  auto* by = cmd.app().add_flag("--by-position", by_position,
+                                "also the loss by position in the window, over buckets 0-N, N-2N, 2N-4N, ... up to "
+                                "data.seq_len: a model that uses its context predicts later tokens better");
+  cmd.app()
+      .add_option("--bucket", bucket, "the first bucket's width (default: min(1024, data.seq_len / 8))")
+      ->check(kPositive)
+      ->needs(by);
+  if (!cmd.parse(argc, argv)) return 0;
+  auto p = train::prepare(cmd.config(), cmd.sets(), train::Stage::kShards, /*train_tokenizer_if_missing=*/false);
   std::string ckpt;
-  if (args.values.count("checkpoint")) {
-    ckpt = args.values.at("checkpoint");
+  if (!checkpoint.empty()) {
+    ckpt = checkpoint;
   } else {
     const auto latest = train::latest_checkpoint(p.config.train.out_dir + "/checkpoints");
     if (!latest)
       throw CheckpointError(p.config.train.out_dir + "/checkpoints: no checkpoint (train first: longnet train " +
-                            args.positional[0] + ", or pass --checkpoint DIR)");
+                            cmd.config() + ", or pass --checkpoint DIR)");
     ckpt = *latest;
   }
   // The model is rebuilt from the checkpoint's own resolved config; data comes from CONFIG.
@@ -56,25 +59,13 @@ Evaluate at another context length with --set data.seq_len=T (up to the model's 
   model->to(train::training_device(p.config.train, train::distributed_env().local_rank));
   train::load_checkpoint(ckpt, model, nullptr);
   std::vector<int64_t> edges;
-  if (args.flags.count("by-position")) {
-    int64_t first = 0;
-    if (args.values.count("bucket")) {
-      const auto& text = args.values.at("bucket");
-      char* end = nullptr;
-      first = std::strtoll(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || first < 1)
-        throw ConfigError("longnet eval: --bucket: expected a positive number of tokens, got '" + text + "'");
-    }
-    edges = train::position_edges(p.config.data.seq_len, first);
-  } else if (args.values.count("bucket")) {
-    throw ConfigError("longnet eval: --bucket needs --by-position");
-  }
+  if (by_position) edges = train::position_edges(p.config.data.seq_len, bucket);
   if (p.config.data.seq_len > saved.model.max_seq_len)
     throw ConfigError("longnet eval: data.seq_len " + std::to_string(p.config.data.seq_len) + " exceeds the model.max_seq_len " +
                       std::to_string(saved.model.max_seq_len) + " of " + ckpt + " (its position tables end there)");
   const auto r = train::evaluate_split(model, p.shards->val, p.config.data.seq_len, p.config.data.batch_size,
                                        p.shards->val_bytes, edges);
-  if (args.flags.count("json")) {
+  if (json) {
     const nlohmann::json j = {{"checkpoint", ckpt}, {"loss", r.loss}, {"ppl", r.ppl}, {"bits_per_byte", r.bits_per_byte},
                               {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},
                               {"seq_len", p.config.data.seq_len}};

@@ -15,6 +15,7 @@
 
 #include "common/errors.h"
 #include "tools/bench_util.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 #include "train/distributed.h"
 
@@ -22,14 +23,6 @@ extern char** environ;
 
 namespace longnet::tools {
 namespace {
-
-int parse_positive(const std::string& flag, const char* text) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (!*text || *end || v < 1 || v > 65535)
-    throw ConfigError("longnet launch: " + flag + ": expected a positive integer, got '" + text + "'");
-  return static_cast<int>(v);
-}
 
 std::string describe(int status) {
   if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
@@ -39,30 +32,18 @@ std::string describe(int status) {
 }  // namespace
 
 int cmd_launch(int argc, char** argv) {
-  int nproc = 0, port = 0, sep = -1;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--") {
-      sep = i;
-      break;
-    }
-    if (a == "--help" || a == "-h") {
-      std::puts(R"(usage: longnet launch --nproc N [--port P] -- SUBCOMMAND [ARGS ...]
-
-Starts N processes of `longnet SUBCOMMAND ARGS` on this machine with RANK, LOCAL_RANK,
-WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT (P, default a free port) set, as torchrun
-does; they meet through a c10d TCPStore and talk over Gloo. If a process exits with an error
-or is killed, the others are stopped and launch exits 1 naming the rank.)");
-      return 0;
-    }
-    if ((a == "--nproc" || a == "--port") && i + 1 < argc) {
-      (a == "--nproc" ? nproc : port) = parse_positive(a, argv[++i]);
-    } else {
-      throw ConfigError("longnet launch: unknown option " + a + " (see longnet launch --help)");
-    }
-  }
-  if (nproc < 1) throw ConfigError("longnet launch: --nproc N is required (see longnet launch --help)");
-  if (sep < 0 || sep + 1 >= argc) throw ConfigError("longnet launch: expected -- SUBCOMMAND [ARGS ...] after the options");
+  Command cmd("launch", "Run N local processes of a longnet command with the torchrun environment.",
+              R"(Starts N processes of `longnet COMMAND ARGS` on this machine with RANK, LOCAL_RANK,
+WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT set, as torchrun does;
+they meet through a c10d TCPStore and talk over Gloo (NCCL with train.device: cuda). If a
+process exits with an error or is killed, the others are stopped and launch exits 1 naming
+the rank. Example: longnet launch --nproc 2 -- train configs/quickstart.yaml)");
+  int nproc = 0, port = 0;
+  std::vector<std::string> command;
+  cmd.app().add_option("--nproc", nproc, "processes to start")->required()->check(kPositive);
+  cmd.app().add_option("--port", port, "MASTER_PORT (default: a free port)")->check(CLI::Range(1, 65535));
+  cmd.app().add_option("command", command, "after --: the longnet command and its arguments")->required();
+  if (!cmd.parse(argc, argv)) return 0;
   if (port == 0) port = train::free_local_port();
 
   const std::string exe = self_exe();
@@ -79,7 +60,7 @@ or is killed, the others are stopped and launch exits 1 naming the rank.)");
       if (!ours) env.push_back(var);
     }
     std::vector<std::string> args = {exe};
-    for (int i = sep + 1; i < argc; ++i) args.emplace_back(argv[i]);
+    args.insert(args.end(), command.begin(), command.end());
     std::vector<char*> cargv, cenv;
     for (auto& s : args) cargv.push_back(s.data());
     cargv.push_back(nullptr);

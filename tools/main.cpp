@@ -8,51 +8,37 @@
 
 #include "attention/registry.h"
 #include "common/errors.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 #include "train/runtime.h"
-
-namespace {
-
-const char* kUsage = R"(usage: longnet <command> [options]
-
-commands:
-  train CONFIG       train (tokenizer and token shards first, if missing); resumes from
-                     <train.out_dir>/checkpoints/latest when present
-  eval CONFIG        loss, perplexity and bits per byte over the validation split
-  tokenizer CONFIG   train the SentencePiece tokenizer of CONFIG
-  prepare CONFIG     tokenize the corpus into cached token shards
-  bench attention    time and measure the attention kernels
-  bench train        one training step at long context: time, tokens/s, peak RSS
-  launch --nproc N -- COMMAND ...
-                     N local processes with the torchrun environment (RANK, WORLD_SIZE, ...)
-
-`longnet --version` prints the versions and whether CUDA/NCCL are built in.
-Every command answers --help. Any config key can be overridden: --set key.path=value.
-)";
-
-}  // namespace
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %v");
   longnet::attention::register_builtin_kernels();
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  if (!std::strcmp(argv[1], "--version")) {
+  if (argc >= 2 && !std::strcmp(argv[1], "--version")) {
     std::fputs(longnet::train::version_text().c_str(), stdout);
     return 0;
   }
-  const std::string command = argv[1];
+  using longnet::tools::Subcommand;
+  namespace tools = longnet::tools;
+  const std::vector<Subcommand> commands = {
+      {"train", "CONFIG: train (tokenizer and token shards first, if missing); resumes from "
+                "<train.out_dir>/checkpoints/latest when present", tools::cmd_train},
+      {"eval", "CONFIG: loss, perplexity and bits per byte over the validation split", tools::cmd_eval},
+      {"tokenizer", "CONFIG: train the SentencePiece tokenizer of CONFIG", tools::cmd_tokenizer},
+      {"prepare", "CONFIG: tokenize the corpus into cached token shards", tools::cmd_prepare},
+      {"bench", "attention | train | ring | core: the benchmarks", tools::cmd_bench},
+      {"launch", "--nproc N -- COMMAND ...: N local processes with the torchrun environment", tools::cmd_launch},
+  };
   try {
-    if (command == "train") return longnet::tools::cmd_train(argc - 2, argv + 2);
-    if (command == "eval") return longnet::tools::cmd_eval(argc - 2, argv + 2);
-    if (command == "tokenizer") return longnet::tools::cmd_tokenizer(argc - 2, argv + 2);
-    if (command == "prepare") return longnet::tools::cmd_prepare(argc - 2, argv + 2);
-    if (command == "bench") return longnet::tools::cmd_bench(argc - 2, argv + 2);
-    if (command == "launch") return longnet::tools::cmd_launch(argc - 2, argv + 2);
-    std::fprintf(stderr, "longnet: unknown command '%s' (valid: train, eval, tokenizer, prepare, bench, launch; see longnet --help)\n", command.c_str());
-    return 2;
+    if (argc < 2) {
+      tools::dispatch("longnet", "longnet: long-context language models on LibTorch", "command", commands, 0, argv);
+      return 2;  // the usage went to stdout; no command is an error
+    }
+    return tools::dispatch("longnet", "longnet: long-context language models on LibTorch", "command", commands,
+                           argc - 1, argv + 1,
+                           "`longnet --version` prints the versions and whether CUDA/NCCL are built in.\n"
+                           "Every command answers --help. Any config key can be overridden: --set key.path=value.");
   } catch (const longnet::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -47,9 +47,12 @@ printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
 for cmd in train eval tokenizer prepare bench "bench attention" "bench train" "bench ring" "bench core" launch; do
   # shellcheck disable=SC2086
-  expect_ok "help-$cmd" "usage: longnet $cmd" -- "$longnet" $cmd --help
+  expect_ok "help-$cmd" "Usage: longnet $cmd" -- "$longnet" $cmd --help
 done
-expect_ok help "commands:" -- "$longnet" --help
+expect_ok help "Subcommands:" -- "$longnet" --help
+expect_ok help-bench-lists-ring "ring +attention across P local ranks" -- "$longnet" bench --help
+expect_fail bench-density "longnet bench attention: --density: expected a number in \\(0, 1\\], got 'x'" -- "$longnet" bench attention --density x
+expect_fail bench-bucket-alone "longnet eval: --bucket requires --by-position" -- "$longnet" eval "$work/ok.yaml" --bucket 4
 expect_ok version "LibTorch 2\.[0-9]+\.[0-9]+ \(built against\)" -- "$longnet" --version
 expect_ok version-cpu "CUDA: not compiled in \(CPU build\)" -- "$longnet" --version
 expect_fail cpu-build-cuda "train.device: cuda: this is longnet's CPU build" -- "$longnet" train "$work/ok.yaml" --set train.device=cuda
@@ -58,7 +61,7 @@ expect_fail missing-config "nope.yaml: config file not found" -- "$longnet" trai
 expect_fail unknown-key "typo.yaml: train.stpes: unknown key" -- "$longnet" train "$work/typo.yaml"
 expect_fail bad-type "train.steps: expected an integer, got 'ten'" -- "$longnet" train "$work/ok.yaml" --set train.steps=ten
 expect_fail bad-set "--set 'train.steps': expected key.path=value" -- "$longnet" train "$work/ok.yaml" --set train.steps
-expect_fail unknown-flag "unknown option --fast" -- "$longnet" train "$work/ok.yaml" --fast
+expect_fail unknown-flag "longnet train: The following argument was not expected: --fast" -- "$longnet" train "$work/ok.yaml" --fast
 expect_fail missing-data "data.path.*/no/such/corpus" -- "$longnet" train "$work/ok.yaml" --set data.path=/no/such/corpus
 expect_fail eval-no-tokenizer "tokenizer.path.*does not exist" -- "$longnet" eval "$work/ok.yaml"
 expect_ok tokenizer "pieces" -- "$longnet" tokenizer "$work/ok.yaml"
@@ -70,10 +73,10 @@ expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
 expect_ok eval-by-position '"by_position":\[\{"begin":0,"end":2,' -- "$longnet" eval "$work/ok.yaml" --json --by-position
 expect_ok eval-by-position-table "positions +loss" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 4
-expect_fail eval-bad-bucket "--bucket: expected a positive number of tokens, got '0'" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 0
+expect_fail eval-bad-bucket "--bucket: expected a positive integer, got '0'" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 0
 expect_fail eval-too-long "data.seq_len 64 exceeds the model.max_seq_len 16" -- "$longnet" eval "$work/ok.yaml" --set data.seq_len=64
 expect_fail bench-unknown "unknown benchmark 'trian'" -- "$longnet" bench trian
-expect_fail bench-train-lengths "--lengths: expected a comma-separated list of integers, got '1k'" -- "$longnet" bench train "$work/ok.yaml" --lengths 1k
+expect_fail bench-train-lengths "longnet bench train: Could not convert: --lengths = 1k" -- "$longnet" bench train "$work/ok.yaml" --lengths 1k
 expect_fail bench-train-config "typo.yaml: train.stpes: unknown key" -- "$longnet" bench train "$work/typo.yaml"
 expect_ok bench-train '"tokens_per_s":' -- "$longnet" bench train "$work/ok.yaml" --lengths 32 --json --set model.max_seq_len=32 \
   --set train.activation_checkpointing=blocks
@@ -82,7 +85,7 @@ expect_ok bench-ring-dilated '"kind":"dilated"' -- "$longnet" bench ring --kind 
 expect_fail bench-ring-kind "--kind: expected a kind with a cross-rank form .block_sparse, dense, dilated, ring., got 'flash'" -- "$longnet" bench ring --kind flash
 expect_fail checkpointing-bad "train.activation_checkpointing: expected none, blocks or \{every_k: N\}, got 'all'" -- \
   "$longnet" train "$work/ok.yaml" --set train.activation_checkpointing=all
-expect_fail launch-no-nproc "--nproc N is required" -- "$longnet" launch -- train "$work/ok.yaml"
+expect_fail launch-no-nproc "longnet launch: --nproc is required" -- "$longnet" launch -- train "$work/ok.yaml"
 # Each rank reports its own error, then launch names the first rank that failed.
 out=$("$longnet" launch --nproc 2 -- train "$work/nope.yaml" 2>&1) && rc=0 || rc=$?
 if [ $rc -ne 1 ] || ! grep -q "config file not found" <<<"$out" || ! grep -qE "launch: rank [01] exited with status 1" <<<"$out"; then
