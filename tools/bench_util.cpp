@@ -9,15 +9,9 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "common/process.h"
 
 namespace longnet::tools {
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) throw Error("longnet bench: cannot find its own executable");
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 nlohmann::json run_child(const std::string& command, int& rc) {
   std::FILE* pipe = ::popen(command.c_str(), "r");
@@ -26,7 +20,7 @@ nlohmann::json run_child(const std::string& command, int& rc) {
   while (pipe && std::fgets(buf, sizeof(buf), pipe)) out += buf;
   const int status = pipe ? ::pclose(pipe) : -1;
   // The shell's convention: the exit status, or 128 + the signal that killed the child.
-  rc = status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+  rc = status == -1 ? -1 : exit_code(status);
   std::stringstream ss(out);
   for (std::string line; std::getline(ss, line);)
     if (!line.empty()) last = line;

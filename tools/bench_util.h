@@ -3,14 +3,13 @@
 // binary so that each measurement's peak RSS is its own.
 #include <nlohmann/json.hpp>
 
+#include "common/process.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace longnet::tools {
-
-// The path of the running longnet binary.
-std::string self_exe();
 
 // Runs a shell command and parses its stdout's last line as JSON (null when it is none);
 // rc gets the exit status as a shell reports it (128 + N for a child killed by signal N).

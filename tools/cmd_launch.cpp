@@ -14,20 +14,15 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/process.h"
 #include "tools/bench_util.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "train/distributed.h"
 
-extern char** environ;
-
 namespace longnet::tools {
 namespace {
 
-std::string describe(int status) {
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
-}
 
 }  // namespace
 
@@ -49,25 +44,12 @@ the rank. Example: longnet launch --nproc 2 -- train configs/quickstart.yaml)");
   const std::string exe = self_exe();
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
-    std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                                    "WORLD_SIZE=" + std::to_string(nproc), "LOCAL_WORLD_SIZE=" + std::to_string(nproc),
-                                    "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port)};
-    for (char** e = environ; *e; ++e) {
-      const std::string var = *e;
-      const bool ours = var.rfind("RANK=", 0) == 0 || var.rfind("LOCAL_RANK=", 0) == 0 || var.rfind("WORLD_SIZE=", 0) == 0 ||
-                        var.rfind("LOCAL_WORLD_SIZE=", 0) == 0 || var.rfind("MASTER_ADDR=", 0) == 0 ||
-                        var.rfind("MASTER_PORT=", 0) == 0;
-      if (!ours) env.push_back(var);
-    }
     std::vector<std::string> args = {exe};
     args.insert(args.end(), command.begin(), command.end());
-    std::vector<char*> cargv, cenv;
-    for (auto& s : args) cargv.push_back(s.data());
-    cargv.push_back(nullptr);
-    for (auto& s : env) cenv.push_back(s.data());
-    cenv.push_back(nullptr);
     pid_t pid = 0;
-    if (::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, cargv.data(), cenv.data()) != 0) {
+    try {
+      pid = spawn(exe, args, rank_environment(rank, nproc, port));
+    } catch (const Error&) {
       for (pid_t p : pids) ::kill(p, SIGTERM);
       throw Error("longnet launch: cannot start rank " + std::to_string(rank));
     }
@@ -93,7 +75,7 @@ the rank. Example: longnet launch --nproc 2 -- train configs/quickstart.yaml)");
   }
   if (failed_rank >= 0) {
     std::fprintf(stderr, "error: longnet launch: rank %d %s; the other ranks were stopped\n", failed_rank,
-                 describe(failed_status).c_str());
+                 describe_exit(failed_status).c_str());
     return 1;
   }
   return 0;

@@ -1,9 +1,9 @@
 #include "tests/support/support.h"
 
+#include "common/process.h"
 #include "train/distributed.h"
 
 #include <c10/core/CPUAllocator.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -16,7 +16,6 @@
 #include <random>
 #include <sstream>
 
-extern char** environ;
 
 namespace longnet::testing {
 
@@ -143,41 +142,20 @@ void TensorMemory::reset_peak() {
 int64_t TensorMemory::peak_bytes() { return g_peak.load() - g_base.load(); }
 int64_t TensorMemory::live_bytes() { return g_live.load(); }
 
-namespace {
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-}
-
-}  // namespace
-
 std::vector<int> run_ranks(int world, const std::string& test, const std::vector<std::string>& extra_env) {
-  const std::string exe = self_exe(), port = std::to_string(train::free_local_port());
+  const std::string exe = self_exe();
+  const int port = train::free_local_port();
+  std::vector<std::string> extra = {"OMP_NUM_THREADS=1"};
+  extra.insert(extra.end(), extra_env.begin(), extra_env.end());
   std::vector<pid_t> pids;
-  for (int rank = 0; rank < world; ++rank) {
-    std::vector<std::string> env = {"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                                    "WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1",
-                                    "MASTER_PORT=" + port, "OMP_NUM_THREADS=1"};
-    env.insert(env.end(), extra_env.begin(), extra_env.end());
-    for (char** e = environ; *e; ++e) env.emplace_back(*e);
-    std::vector<std::string> args = {exe, "--gtest_also_run_disabled_tests", "--gtest_filter=" + test,
-                                     "--gtest_brief=1"};
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    pid_t pid = 0;
-    EXPECT_EQ(::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()), 0);
-    pids.push_back(pid);
-  }
+  for (int rank = 0; rank < world; ++rank)
+    pids.push_back(spawn(exe, {exe, "--gtest_also_run_disabled_tests", "--gtest_filter=" + test, "--gtest_brief=1"},
+                         rank_environment(rank, world, port, extra)));
   std::vector<int> status;
   for (pid_t pid : pids) {
     int st = 0;
     ::waitpid(pid, &st, 0);
-    status.push_back(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    status.push_back(exit_code(st));
   }
   return status;
 }
