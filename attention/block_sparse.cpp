@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "attention/block_plan.h"
 #include "attention/blockwise.h"
 
 namespace longnet::attention {
@@ -55,50 +56,21 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Row i's kept key blocks, ascending, as one gathered [B, H, K_i * b, D] tensor, and where its
-// positions must sit so that the tiled core's causal mask is right: under causal masking the
-// diagonal block is the last kept one and only it needs masking, so the gathered keys are
-// placed to end at the query block; without the diagonal every kept key is in the past.
-struct Row {
-  std::vector<int64_t> blocks;
-  torch::Tensor positions;  // [K_i * b] int64 row indices into T
-  TileSpec spec;
-};
-
-std::vector<Row> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool causal, int64_t k_block,
-                           const torch::Device& device) {
-  const int64_t nb = mask.size(0);
+// Each query block's key sets over the whole sequence (block_plan.h): under causal masking one
+// set, the kept blocks with the diagonal last.
+std::vector<std::vector<KeySet>> plan_rows(const torch::Tensor& mask, int64_t T, int64_t b, bool causal,
+                                           int64_t k_block, const torch::Device& device, const DropoutKey& drop) {
   auto acc = mask.accessor<bool, 2>();
-  std::vector<Row> rows(nb);
-  for (int64_t i = 0; i < nb; ++i) {
-    Row& r = rows[i];
-    std::vector<torch::Tensor> parts;
-    for (int64_t j = 0; j < nb; ++j)
-      if (acc[i][j]) {
-        r.blocks.push_back(j);
-        parts.push_back(torch::arange(j * b, std::min(T, (j + 1) * b), torch::kLong));
-      }
-    if (parts.empty()) continue;
-    r.positions = torch::cat(parts).to(device);
-    const int64_t n_keys = r.positions.size(0);
-    r.spec.q_block = b;
-    r.spec.k_block = k_block;
-    r.spec.causal = causal && r.blocks.back() == i;
-    r.spec.q_pos0 = i * b;
-    r.spec.k_pos0 = i * b + std::min(b, T - i * b) - n_keys;  // the gathered keys end with the diagonal block
-  }
+  std::vector<std::vector<KeySet>> rows(static_cast<size_t>(mask.size(0)));
+  for (int64_t i = 0; i < mask.size(0); ++i)
+    rows[i] = plan_key_sets(acc, b, causal, k_block, i, i * b, 0, T, device, drop.active() ? &drop : nullptr);
   return rows;
 }
 
-// Row i's spec for unit (n, h) under dropout: the stream, the query block's positions and the
-// gathered keys' true positions.
-TileSpec row_spec(const Row& r, const DropoutKey& drop, int64_t n, int64_t h, int64_t q_first, int64_t len) {
-  TileSpec s = r.spec;
-  if (!drop.active()) return s;
-  s.dropout = &drop;
-  s.drop_stream = drop.stream(n, h);
-  s.drop_q_pos = torch::arange(q_first, q_first + len, torch::kLong);
-  s.drop_k_pos = r.positions;
+// A set's spec for unit (n, h): its dropout stream.
+TileSpec unit_spec(const KeySet& keys, const DropoutKey& drop, int64_t n, int64_t h) {
+  TileSpec s = keys.spec;
+  if (drop.active()) s.drop_stream = drop.stream(n, h);
   return s;
 }
 
@@ -114,18 +86,17 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const int64_t T = q.size(2), H = q.size(1);
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), H, T}, -std::numeric_limits<double>::infinity(), lse_options(q));
-    const auto rows = plan_rows(mask, T, b, causal, k_block, q.device());
+    const auto rows = plan_rows(mask, T, b, causal, k_block, q.device(), drop);
     // One (batch, head) unit per thread, its rows in turn: few large calls rather than a
     // multi-threaded call per small row.
     for_each_unit(q.size(0) * H, [&](int64_t u) {
       auto qu = q[u / H][u % H], ku = k[u / H][u % H], vu = v[u / H][u % H];
       auto ou = out[u / H][u % H], lu = lse[u / H][u % H];
       for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-        if (rows[i].blocks.empty()) continue;
         const int64_t len = std::min(b, T - i * b);
-        tiled_forward_into(qu.narrow(0, i * b, len), ku.index_select(0, rows[i].positions),
-                           vu.index_select(0, rows[i].positions), row_spec(rows[i], drop, u / H, u % H, i * b, len),
-                           ou.narrow(0, i * b, len), lu.narrow(0, i * b, len));
+        for (const auto& keys : rows[i])
+          tiled_forward_into(qu.narrow(0, i * b, len), keys.take(ku, 0), keys.take(vu, 0),
+                             unit_spec(keys, drop, u / H, u % H), ou.narrow(0, i * b, len), lu.narrow(0, i * b, len));
       }
     });
     ctx->save_for_backward({q, k, v, out, lse, mask});
@@ -141,28 +112,28 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4], &mask = saved[5];
     const bool causal = ctx->saved_data["causal"].toBool();
     const int64_t b = ctx->saved_data["b"].toInt(), T = q.size(2);
-    const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt(), q.device());
+    const auto drop = DropoutKey::unpack(ctx->saved_data["dropout"].toIntVector());
+    const auto rows = plan_rows(mask, T, b, causal, ctx->saved_data["k_block"].toInt(), q.device(), drop);
     auto dout = grads[0].defined() ? grads[0].contiguous() : torch::zeros_like(out);
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     const auto& dlse = grads[1];
     const int64_t H = q.size(1);
-    const auto drop = DropoutKey::unpack(ctx->saved_data["dropout"].toIntVector());
     // Per unit, so that the index_add_ into dk, dv never races.
     for_each_unit(q.size(0) * H, [&](int64_t u) {
       const int64_t n = u / H, h = u % H;
       auto qu = q[n][h], ku = k[n][h], vu = v[n][h], ou = out[n][h], lu = lse[n][h], du = dout[n][h];
       auto dqu = dq[n][h], dku = dk[n][h], dvu = dv[n][h];
       for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-        if (rows[i].blocks.empty()) continue;
         const int64_t len = std::min(b, T - i * b);
-        const auto& pos = rows[i].positions;
-        auto kg = ku.index_select(0, pos), vg = vu.index_select(0, pos);
-        auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
-        tiled_backward_into(qu.narrow(0, i * b, len), kg, vg, ou.narrow(0, i * b, len), lu.narrow(0, i * b, len),
-                            du.narrow(0, i * b, len), dlse.defined() ? dlse[n][h].narrow(0, i * b, len) : dlse,
-                            row_spec(rows[i], drop, n, h, i * b, len), dqu.narrow(0, i * b, len), dkg, dvg);
-        dku.index_add_(0, pos, dkg);
-        dvu.index_add_(0, pos, dvg);
+        for (const auto& keys : rows[i]) {
+          auto kg = keys.take(ku, 0), vg = keys.take(vu, 0);
+          auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg);
+          tiled_backward_into(qu.narrow(0, i * b, len), kg, vg, ou.narrow(0, i * b, len), lu.narrow(0, i * b, len),
+                              du.narrow(0, i * b, len), dlse.defined() ? dlse[n][h].narrow(0, i * b, len) : dlse,
+                              unit_spec(keys, drop, n, h), dqu.narrow(0, i * b, len), dkg, dvg);
+          keys.add_back(dku, dkg, 0);
+          keys.add_back(dvu, dvg, 0);
+        }
       }
     });
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};

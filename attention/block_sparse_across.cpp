@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "attention/block_sparse.h"
+#include "attention/block_plan.h"
 #include "attention/blockwise.h"
 #include "attention/cross_rank.h"
 #include "attention/merge.h"
@@ -13,11 +14,9 @@
 namespace longnet::attention {
 namespace {
 
-// block_sparse's mask over the whole sequence, applied per query block: the kept key blocks'
-// rows inside the key range are gathered into at most two sets, each attended by one tiled
-// call and merged by lse: the rows of blocks before the query block (all in every query's past,
-// or, without causal masking, every kept row), and the diagonal block's rows, masked at their
-// true positions (a range may hold only part of a block, so the two cannot share positions).
+// block_sparse's mask over the whole sequence, applied per query block to a query piece and a
+// key range: the kept rows of the range in the key sets block_plan.h plans (the same planner as
+// the kernel in one process), each attended by one tiled call and merged by lse.
 class BlockPairs : public PairKernel {
  public:
   BlockPairs(torch::Tensor mask, int64_t block, bool causal, int64_t k_block, const DropoutKey& dropout)
@@ -35,7 +34,7 @@ class BlockPairs : public PairKernel {
                const torch::Tensor& out, const torch::Tensor& lse) const override {
     for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, k.device(), [&](int64_t qs, int64_t len, const KeySet& keys) {
       torch::Tensor o, l;
-      tiled_forward(q.narrow(2, qs, len), keys.take(k), keys.take(v), keys.spec, o, l);
+      tiled_forward(q.narrow(2, qs, len), keys.take(k, 2), keys.take(v, 2), keys.spec, o, l);
       merge_into_(out.narrow(2, qs, len), lse.narrow(2, qs, len), o, l);
     });
   }
@@ -44,67 +43,26 @@ class BlockPairs : public PairKernel {
                 const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout, const torch::Tensor& dlse,
                 torch::Tensor dq, torch::Tensor dk, torch::Tensor dv) const override {
     for_each_key_set(q.size(2), q_pos, k.size(2), k_pos, k.device(), [&](int64_t qs, int64_t len, const KeySet& keys) {
-      auto kg = keys.take(k), vg = keys.take(v);
+      auto kg = keys.take(k, 2).contiguous(), vg = keys.take(v, 2).contiguous();
       auto dkg = torch::zeros_like(kg), dvg = torch::zeros_like(vg), dqb = dq.narrow(2, qs, len);
       auto rows = [&](const torch::Tensor& t) { return t.narrow(2, qs, len); };
       tiled_backward(rows(q), kg, vg, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
                      keys.spec, dqb, dkg, dvg);
-      keys.add_back(dk, dkg);
-      keys.add_back(dv, dvg);
+      keys.add_back(dk, dkg, 2);
+      keys.add_back(dv, dvg, 2);
     });
   }
 
  private:
-  // Key rows (relative to the range), ascending, and how the tiled core sees them.
-  struct KeySet {
-    std::vector<std::pair<int64_t, int64_t>> ranges;  // [start, end)
-    torch::Tensor index;                              // when more than one range
-    TileSpec spec;
-    void add(int64_t s, int64_t e) {
-      if (!ranges.empty() && ranges.back().second == s) ranges.back().second = e;
-      else ranges.push_back({s, e});
-    }
-    void finish(const torch::Device& device) {
-      if (ranges.size() < 2) return;
-      std::vector<torch::Tensor> parts;
-      for (const auto& [s, e] : ranges) parts.push_back(torch::arange(s, e, torch::kLong));
-      index = torch::cat(parts).to(device);
-    }
-    torch::Tensor take(const torch::Tensor& t) const {
-      if (!index.defined()) return t.narrow(2, ranges[0].first, ranges[0].second - ranges[0].first);
-      return t.index_select(2, index);
-    }
-    void add_back(const torch::Tensor& into, const torch::Tensor& g) const {
-      if (!index.defined()) into.narrow(2, ranges[0].first, ranges[0].second - ranges[0].first).add_(g);
-      else into.index_add_(2, index, g);
-    }
-  };
-
-  // f(first query row, query rows, keys) for each query block met by the q range and each
-  // non-empty key set of it in the k range.
+  // f(first query row, query rows, keys) for each query block met by the q range and each key
+  // set of it in the k range (block_plan.h).
   template <typename F>
   void for_each_key_set(int64_t q_len, int64_t q_pos, int64_t k_len, int64_t k_pos, const torch::Device& device,
                         const F& f) const {
     for (int64_t i = q_pos / b_; i * b_ < q_pos + q_len; ++i) {
-      KeySet past, diagonal;
-      for (int64_t j = k_pos / b_; j * b_ < k_pos + k_len; ++j) {
-        if (!acc_[i][j]) continue;
-        const int64_t s = std::max(j * b_, k_pos) - k_pos, e = std::min((j + 1) * b_, k_pos + k_len) - k_pos;
-        (causal_ && j == i ? diagonal : past).add(s, e);
-      }
       const int64_t qs = std::max(i * b_, q_pos), qe = std::min((i + 1) * b_, q_pos + q_len);
-      for (KeySet* keys : {&past, &diagonal}) {
-        if (keys->ranges.empty()) continue;
-        keys->finish(device);
-        keys->spec.q_block = b_;
-        keys->spec.k_block = k_block_;
-        keys->spec.causal = keys == &diagonal;
-        keys->spec.q_pos0 = qs;
-        keys->spec.k_pos0 = k_pos + keys->ranges[0].first;  // the diagonal's rows are one range
-        keys->spec.dropout = &dropout_;
-        if (dropout_.active() && keys->index.defined()) keys->spec.drop_k_pos = (keys->index + k_pos).cpu();
-        f(qs - q_pos, qe - qs, *keys);
-      }
+      for (const auto& keys : plan_key_sets(acc_, b_, causal_, k_block_, i, qs, k_pos, k_len, device, &dropout_))
+        f(qs - q_pos, qe - qs, keys);
     }
   }
 
