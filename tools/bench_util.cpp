@@ -1,7 +1,6 @@
 #include "tools/bench_util.h"
 
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>

@@ -2,7 +2,6 @@
 // environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), for CPU runs and tests.
 // If one exits with an error or a signal, the others are stopped and launch fails naming it.
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,11 +20,6 @@
 #include "train/distributed.h"
 
 namespace longnet::tools {
-namespace {
-
-
-}  // namespace
-
 int cmd_launch(int argc, char** argv) {
   Command cmd("launch", "Run N local processes of a longnet command with the torchrun environment.",
               R"(Starts N processes of `longnet COMMAND ARGS` on this machine with RANK, LOCAL_RANK,
@@ -64,7 +58,7 @@ the rank. Example: longnet launch --nproc 2 -- train configs/quickstart.yaml)");
     int rank = 0;
     while (rank < nproc && pids[rank] != pid) ++rank;
     if (rank < nproc) pids[rank] = -1;
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const bool ok = exit_code(status) == 0;
     if (!ok && failed_rank < 0) {
       failed_rank = rank;
       failed_status = status;
