@@ -16,68 +16,20 @@
 namespace longnet::testing {
 namespace {
 
-struct Case {
-  int64_t B, T, H, D, block;
-  bool causal;
-};
-
-void check_against_oracle(const Case& c, torch::ScalarType dtype, double tol, int64_t key_block,
-                          const std::string& kind = "dense") {
-  auto opts = torch::TensorOptions().dtype(dtype);
-  auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  attention::AttentionOptions o;
-  o.kind = kind;
-  o.block_size = c.block;
-  o.key_block = key_block;
-  auto kernel = attention::make_kernel(o);
-  auto got = kernel->forward(q, k, v, c.causal);
-  auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
-  auto want = masked_attention(q, k, v, allowed);
-  SCOPED_TRACE(::testing::Message() << kind << " B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D
-                                    << " block=" << c.block << " key_block=" << key_block
-                                    << " causal=" << c.causal);
-  expect_matches_oracle(got, want, q, k, v, tol);
-}
-
 class DenseTest : public SeededTest {};
 
-// Lengths that are not multiples of the block, blocks larger than T (the single-tile path),
-// rows of one key tile (the fused-softmax path, key_block large) and rows of several key
-// tiles (the online-softmax path, key_block = block).
-const Case kCases[] = {
-    {2, 37, 3, 8, 16, true},  {2, 37, 3, 8, 16, false}, {1, 130, 2, 16, 32, true}, {3, 5, 4, 4, 64, true},
-    {2, 64, 4, 8, 64, true},  {1, 1, 1, 4, 8, true},    {2, 50, 5, 8, 7, false},   {1, 97, 2, 8, 200, false},
-};
-
-// `ring` in one process is dense attention through the cross-rank code (one rank, no group).
-TEST_F(DenseTest, MatchesOracleFloat64) {
-  for (const std::string kind : {"dense", "ring"})
-    for (const auto& c : kCases)
-      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, kFloat64Tol, key_block, kind);
-}
-
-TEST_F(DenseTest, MatchesOracleFloat32) {
-  for (const std::string kind : {"dense", "ring"})
-    for (const auto& c : kCases)
-      for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kFloat, 1e-5, key_block, kind);
-}
-
-// With two threads the (batch, head) units of the tiled core run one per thread (6 units
-// here spread evenly; 5 do not, and take the multi-threaded-op path).
-TEST_F(DenseTest, MatchesOracleWithTwoThreads) {
-  at::set_num_threads(2);
-  for (const Case& c : {Case{2, 70, 3, 8, 16, true}, Case{2, 70, 3, 8, 16, false}, Case{1, 45, 5, 8, 8, true}})
-    for (int64_t key_block : {c.block, int64_t{8192}}) check_against_oracle(c, torch::kDouble, kFloat64Tol, key_block);
-}
-
+// The table's cases (oracle.cpp) run in the oracle suite; here random shapes on top.
 TEST_F(DenseTest, MatchesOracleOnRandomShapes) {
   for (int trial = 0; trial < 6; ++trial) {
-    const Case c{1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),
+    KernelCase c{{}, 1 + torch::randint(3, {1}).item<int64_t>(), 1 + torch::randint(90, {1}).item<int64_t>(),
                  1 + torch::randint(4, {1}).item<int64_t>(), 2 * (1 + torch::randint(6, {1}).item<int64_t>()),
-                 1 + torch::randint(40, {1}).item<int64_t>(), trial % 2 == 0};
-    check_against_oracle(c, torch::kDouble, kFloat64Tol, trial % 3 == 0 ? c.block : 8192);
+                 trial % 2 == 0};
+    c.options.block_size = 1 + torch::randint(40, {1}).item<int64_t>();
+    c.options.key_block = trial % 3 == 0 ? c.options.block_size : 8192;
+    SCOPED_TRACE(describe(c));
+    auto x = random_qkv(c.B, c.T, c.H, c.D, torch::kDouble);
+    auto got = attention::make_kernel(c.options)->forward(x.q, x.k, x.v, c.causal);
+    expect_matches_oracle(got, kernel_oracle(x, c.options, c.causal), x, kFloat64Tol);
   }
 }
 
@@ -216,7 +168,9 @@ TEST_F(DenseTest, ANewKindIsOneRegistryEntry) {
     if (entry.bench) b = entry.bench(b, 1024, 0.25, true);
     const double d = attention::density(*attention::make_kernel(b), 1024, true);
     EXPECT_GT(d, 0.0) << kind;
-    if (kind != "dilated") EXPECT_LE(d, 1.0 + 1e-12) << kind;
+    if (kind != "dilated") {
+      EXPECT_LE(d, 1.0 + 1e-12) << kind;
+    }
   }
 }
 
@@ -300,35 +254,6 @@ TEST_F(DropoutTest, TheMaskIsAFunctionOfItsKeyAndDropsAboutTheRate) {
   moved.sample0 += 1;
   EXPECT_EQ(differs(moved, 0, 1), differs(key, 1, 1)) << "sample0 + b is the sample";
   EXPECT_EQ(moved.stream(0, 1), key.stream(1, 1));
-}
-
-// Every path of dense (the one-tile fused softmax, the tile loop with one and several key tiles)
-// and ring in one process, against the oracle given the same mask; in eval mode no dropout.
-TEST_F(DropoutTest, DenseAndRingMatchOracleGivenTheSameMask) {
-  const auto key = a_dropout_key();
-  for (const std::string kind : {"dense", "ring"})
-    for (const Case& c : {Case{2, 37, 3, 8, 16, true}, Case{2, 37, 3, 8, 16, false}, Case{1, 64, 2, 8, 64, true}})
-      for (int64_t key_block : {c.block, int64_t{8192}}) {
-        auto opts = torch::TensorOptions().dtype(torch::kDouble);
-        auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-        auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-        auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-        attention::AttentionOptions o;
-        o.kind = kind;
-        o.block_size = c.block;
-        o.key_block = key_block;
-        o.dropout = key.rate;
-        auto kernel = attention::make_kernel(o);
-        EXPECT_EQ(kernel->dropout_key().rate, key.rate) << "make_kernel sets the rate from attention.dropout";
-        kernel->dropout_key() = key;
-        auto allowed = c.causal ? causal_allowed(c.T) : torch::ones({c.T, c.T}, torch::kBool);
-        SCOPED_TRACE(::testing::Message() << kind << " T=" << c.T << " block=" << c.block << " key_block=" << key_block
-                                          << " causal=" << c.causal);
-        auto want = masked_attention(q, k, v, allowed, oracle_dropout(key, c.B, c.H, c.T, torch::kDouble));
-        expect_matches_oracle(kernel->forward(q, k, v, c.causal), want, q, k, v, kFloat64Tol);
-        kernel->eval();
-        expect_matches_oracle(kernel->forward(q, k, v, c.causal), masked_attention(q, k, v, allowed), q, k, v, kFloat64Tol);
-      }
 }
 
 // The tile core under dropout on tiles at offsets and with explicit positions (as dilated and

@@ -1,11 +1,11 @@
-// dilated (LongNet) against the masked oracle, and one case written out by hand.
+// dilated (LongNet): random configurations against the masked oracle (its fixed cases are in the
+// kernel table, oracle.cpp), and one case written out by hand.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 
 #include "attention/dilated.h"
-#include "attention/merge.h"
 #include "attention/registry.h"
 #include "tests/attention/oracle.h"
 #include "tests/support/support.h"
@@ -13,135 +13,30 @@
 namespace longnet::testing {
 namespace {
 
-// [H, T, T]: pair (w, r) with head h at offset offset(h): same segment (of min(w, T), cut from
-// position 0), both positions kept (position in segment = offset mod r), and the past if causal.
-torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool causal,
-                              const std::function<int64_t(int64_t)>& offset) {
-  w = std::min(w, T);
-  auto pos = torch::arange(T, torch::kLong);
-  auto seg = torch::div(pos, w, "floor"), inseg = torch::remainder(pos, w);
-  std::vector<torch::Tensor> heads;
-  for (int64_t h = 0; h < H; ++h) {
-    auto sel = torch::remainder(inseg, r) == offset(h);
-    auto a = sel.unsqueeze(1) & sel.unsqueeze(0) & (seg.unsqueeze(1) == seg.unsqueeze(0));
-    if (causal) a = a & causal_allowed(T);
-    heads.push_back(a);
-  }
-  return torch::stack(heads);
-}
-
-// The DESIGN.md definition, via the oracle: per pair masked attention, mixed by lse; or, for
-// head_groups, group g's heads with pair g alone at offset g mod r_g.
-// Under dropout every pair's attention gets the same factors (a pair met by two (w, r) pairs is
-// dropped or kept in both).
-attention::AttentionOutput dilated_oracle(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                          const attention::AttentionOptions& o, bool causal,
-                                          const torch::Tensor& factors = {}) {
-  const int64_t T = q.size(1), H = q.size(2);
-  const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
-  if (o.dilated.mix == attention::Mix::kHeadGroups) {
-    std::vector<torch::Tensor> outs, lses;
-    for (int64_t g = 0; g < n; ++g) {
-      const auto [first, count] = attention::head_group(H, n, g);
-      const int64_t r = o.dilated.dilation_rates[g];
-      auto mask = dilated_allowed(T, count, o.dilated.segment_lengths[g], r, causal, [&](int64_t) { return g % r; });
-      auto res = masked_attention(q.narrow(2, first, count), k.narrow(2, first, count), v.narrow(2, first, count), mask,
-                                  factors.defined() ? factors.narrow(1, first, count) : factors);
-      outs.push_back(res.out);
-      lses.push_back(res.lse);
-    }
-    return {torch::cat(outs, 2), torch::cat(lses, 2)};
-  }
-  attention::AttentionOutput mixed;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = o.dilated.dilation_rates[i];
-    auto mask = dilated_allowed(T, H, o.dilated.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; });
-    auto res = masked_attention(q, k, v, mask, factors);
-    mixed = i == 0 ? res : attention::merge(mixed, res);
-  }
-  return mixed;
-}
-
-struct Case {
-  int64_t B, T, H, D;
-  std::vector<int64_t> w, r;
-  std::string mix;
-  bool causal;
-  int64_t block = 16;
-};
-
-void check(const Case& c, torch::ScalarType dtype, double tol, double dropout = 0) {
-  auto opts = torch::TensorOptions().dtype(dtype);
-  auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-  attention::AttentionOptions o;
-  o.kind = "dilated";
-  o.dilated.segment_lengths = c.w;
-  o.dilated.dilation_rates = c.r;
-  EXPECT_TRUE(attention::parse(c.mix, o.dilated.mix)) << c.mix;
-  o.block_size = c.block;
-  o.dropout = dropout;
-  auto kernel = attention::make_kernel(o);
-  attention::DropoutKey key;
-  key.rate = dropout;
-  key.seed = 3;
-  key.step = 17;
-  key.layer = 1;
-  key.sample0 = 2;
-  kernel->dropout_key() = key;
-  auto got = kernel->forward(q, k, v, c.causal);
-  auto want = dilated_oracle(q, k, v, o, c.causal,
-                             dropout > 0 ? oracle_dropout(key, c.B, c.H, c.T, dtype) : torch::Tensor());
-  SCOPED_TRACE(::testing::Message() << "dropout=" << dropout << " B=" << c.B << " T=" << c.T << " H=" << c.H << " mix=" << c.mix
-                                    << " causal=" << c.causal << " pairs=" << c.w.size());
-  expect_matches_oracle(got, want, q, k, v, tol);
-}
-
-// Heads not a multiple of the pairs, lengths not multiples of any segment, segments longer
-// than the sequence, every rate > 1 (positions no pair selects), batch > 1.
-const std::vector<Case> kCases = {
-    {2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, "lse", true},
-    {2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, "lse", false},
-    {1, 50, 4, 4, {12, 64}, {2, 3}, "lse", true},
-    {2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, "head_groups", true},
-    {1, 29, 7, 4, {6, 10}, {2, 3}, "head_groups", false},
-    {3, 19, 3, 4, {100}, {1}, "lse", true},
-    {1, 70, 2, 8, {32, 64}, {1, 2}, "lse", true, 8},
-};
-
 class DilatedTest : public SeededTest {};
 
-TEST_F(DilatedTest, MatchesOracleFloat64) {
-  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
-}
-
-// Attention dropout: each segment's rows hash at their sequence positions and heads, so the
-// kernel draws the oracle's mask whatever the segment, rate, offset or head group.
-TEST_F(DilatedTest, DropoutMatchesOracleGivenTheSameMask) {
-  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol, 0.3);
-}
-
-TEST_F(DilatedTest, MatchesOracleFloat32) {
-  for (const auto& c : kCases) check(c, torch::kFloat, 1e-5);
-}
-
-TEST_F(DilatedTest, MatchesOracleWithTwoThreads) {
-  at::set_num_threads(2);
-  for (const auto& c : kCases) check(c, torch::kDouble, kFloat64Tol);
-}
-
+// The table's cases (oracle.cpp) run in the oracle suite; here random segment lengths, rates
+// and head counts on top.
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
   for (int trial = 0; trial < 6; ++trial) {
-    Case c{1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
-           1 + torch::randint(6, {1}).item<int64_t>(), 4, {}, {}, trial % 3 == 0 ? "head_groups" : "lse", trial % 2 == 0};
+    KernelCase c{{}, 1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
+                 1 + torch::randint(6, {1}).item<int64_t>(), 4, trial % 2 == 0};
+    auto& o = c.options;
+    o.kind = "dilated";
+    o.block_size = 16;
+    o.dilated.mix = trial % 3 == 0 ? attention::Mix::kHeadGroups : attention::Mix::kLse;
+    o.dilated.segment_lengths.clear();
+    o.dilated.dilation_rates.clear();
     const int64_t n = 1 + torch::randint(3, {1}).item<int64_t>();
     for (int64_t i = 0; i < n; ++i) {
-      c.w.push_back(2 + torch::randint(40, {1}).item<int64_t>());
-      c.r.push_back(1 + torch::randint(4, {1}).item<int64_t>());
+      o.dilated.segment_lengths.push_back(2 + torch::randint(40, {1}).item<int64_t>());
+      o.dilated.dilation_rates.push_back(1 + torch::randint(4, {1}).item<int64_t>());
     }
-    if (c.mix == "head_groups") c.H = std::max(c.H, n);
-    check(c, torch::kDouble, kFloat64Tol);
+    if (o.dilated.mix == attention::Mix::kHeadGroups) c.H = std::max(c.H, n);
+    SCOPED_TRACE(describe(c));
+    auto x = random_qkv(c.B, c.T, c.H, c.D, torch::kDouble);
+    expect_matches_oracle(attention::make_kernel(o)->forward(x.q, x.k, x.v, c.causal),
+                          kernel_oracle(x, o, c.causal), x, kFloat64Tol);
   }
 }
 

@@ -2,10 +2,21 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <stdexcept>
 
+#include "attention/block_sparse.h"
+#include "attention/dilated.h"
+#include "attention/merge.h"
 #include "tests/support/support.h"
 
 namespace longnet::testing {
+
+Qkv random_qkv(int64_t B, int64_t T, int64_t H, int64_t D, torch::ScalarType dtype) {
+  auto opts = torch::TensorOptions().dtype(dtype);
+  return {torch::randn({B, T, H, D}, opts).requires_grad_(), torch::randn({B, T, H, D}, opts).requires_grad_(),
+          torch::randn({B, T, H, D}, opts).requires_grad_()};
+}
 
 attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                             const torch::Tensor& allowed, const torch::Tensor& dropout_factors) {
@@ -25,20 +36,20 @@ attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch:
 }
 
 void expect_matches_oracle(const attention::AttentionOutput& got, const attention::AttentionOutput& want,
-                           const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double tol) {
+                           const Qkv& x, double tol) {
   EXPECT_TRUE(AllClose(got.out, want.out, tol)) << "out";
   EXPECT_TRUE(AllClose(got.lse, want.lse, tol)) << "lse";
   auto gout = torch::randn_like(got.out);
   // Out alone first (the model's use: the lse gets no gradient, and the kernels take the
   // flash backward where it fits), then out and lse.
-  auto o1 = torch::autograd::grad({got.out}, {q, k, v}, {gout}, /*retain_graph=*/true);
-  auto o2 = torch::autograd::grad({want.out}, {q, k, v}, {gout}, /*retain_graph=*/true);
+  auto o1 = torch::autograd::grad({got.out}, {x.q, x.k, x.v}, {gout}, /*retain_graph=*/true);
+  auto o2 = torch::autograd::grad({want.out}, {x.q, x.k, x.v}, {gout}, /*retain_graph=*/true);
   EXPECT_TRUE(AllClose(o1[0], o2[0], tol)) << "dq (out only)";
   EXPECT_TRUE(AllClose(o1[1], o2[1], tol)) << "dk (out only)";
   EXPECT_TRUE(AllClose(o1[2], o2[2], tol)) << "dv (out only)";
   auto glse = torch::randn_like(got.lse).masked_fill(torch::isinf(want.lse), 0.0);
-  auto g1 = torch::autograd::grad({got.out, got.lse}, {q, k, v}, {gout, glse});
-  auto g2 = torch::autograd::grad({want.out, want.lse}, {q, k, v}, {gout, glse});
+  auto g1 = torch::autograd::grad({got.out, got.lse}, {x.q, x.k, x.v}, {gout, glse});
+  auto g2 = torch::autograd::grad({want.out, want.lse}, {x.q, x.k, x.v}, {gout, glse});
   EXPECT_TRUE(AllClose(g1[0], g2[0], tol)) << "dq";
   EXPECT_TRUE(AllClose(g1[1], g2[1], tol)) << "dk";
   EXPECT_TRUE(AllClose(g1[2], g2[2], tol)) << "dv";
@@ -51,5 +62,207 @@ torch::Tensor oracle_dropout(const attention::DropoutKey& key, int64_t B, int64_
 }
 
 torch::Tensor causal_allowed(int64_t T) { return torch::ones({T, T}, torch::kBool).tril(); }
+
+namespace {
+
+void print(std::ostream& s, const std::string& v) { s << v; }
+void print(std::ostream& s, attention::Mix v) { s << attention::name_of(v); }
+template <typename T>
+void print(std::ostream& s, const T& v) { s << v; }
+template <typename A, typename B>
+void print(std::ostream& s, const std::pair<A, B>& v) { s << "(" << v.first << "," << v.second << ")"; }
+template <typename T>
+void print(std::ostream& s, const std::vector<T>& v) {
+  s << "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s << ",";
+    print(s, v[i]);
+  }
+  s << "]";
+}
+
+}  // namespace
+
+std::string describe(const KernelCase& c) {
+  std::ostringstream s;
+  s << "B=" << c.B << " T=" << c.T << " H=" << c.H << " D=" << c.D << " causal=" << c.causal;
+  // Every attention.* key, through the options' own field list.
+  attention::attention_fields(c.options, [&](const char* key, const auto& value) {
+    s << " " << key << "=";
+    print(s, value);
+  });
+  return s.str();
+}
+
+namespace {
+
+// dense (and ring in one process): every key, or the past.
+attention::AttentionOutput dense_oracle(const Qkv& x, const attention::AttentionOptions&, bool causal,
+                                        const torch::Tensor& factors) {
+  const int64_t T = x.q.size(1);
+  return masked_attention(x.q, x.k, x.v, causal ? causal_allowed(T) : torch::ones({T, T}, torch::kBool), factors);
+}
+
+// [H, T, T]: pair (w, r) with head h at offset offset(h): same segment (of min(w, T), cut from
+// position 0), both positions kept (position in segment = offset mod r), and the past if causal.
+torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool causal,
+                              const std::function<int64_t(int64_t)>& offset) {
+  w = std::min(w, T);
+  auto pos = torch::arange(T, torch::kLong);
+  auto seg = torch::div(pos, w, "floor"), inseg = torch::remainder(pos, w);
+  std::vector<torch::Tensor> heads;
+  for (int64_t h = 0; h < H; ++h) {
+    auto sel = torch::remainder(inseg, r) == offset(h);
+    auto a = sel.unsqueeze(1) & sel.unsqueeze(0) & (seg.unsqueeze(1) == seg.unsqueeze(0));
+    if (causal) a = a & causal_allowed(T);
+    heads.push_back(a);
+  }
+  return torch::stack(heads);
+}
+
+// dilated: per pair masked attention, mixed by lse; or, for head_groups, group g's heads with
+// pair g alone at offset g mod r_g. Under dropout every pair's attention gets the same factors
+// (a pair met by two (w, r) pairs is dropped or kept in both).
+attention::AttentionOutput dilated_oracle(const Qkv& x, const attention::AttentionOptions& o, bool causal,
+                                          const torch::Tensor& factors) {
+  const int64_t T = x.q.size(1), H = x.q.size(2);
+  const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
+  if (o.dilated.mix == attention::Mix::kHeadGroups) {
+    std::vector<torch::Tensor> outs, lses;
+    for (int64_t g = 0; g < n; ++g) {
+      const auto [first, count] = attention::head_group(H, n, g);
+      const int64_t r = o.dilated.dilation_rates[g];
+      auto mask = dilated_allowed(T, count, o.dilated.segment_lengths[g], r, causal, [&](int64_t) { return g % r; });
+      auto res = masked_attention(x.q.narrow(2, first, count), x.k.narrow(2, first, count),
+                                  x.v.narrow(2, first, count), mask,
+                                  factors.defined() ? factors.narrow(1, first, count) : factors);
+      outs.push_back(res.out);
+      lses.push_back(res.lse);
+    }
+    return {torch::cat(outs, 2), torch::cat(lses, 2)};
+  }
+  attention::AttentionOutput mixed;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = o.dilated.dilation_rates[i];
+    auto mask = dilated_allowed(T, H, o.dilated.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; });
+    auto res = masked_attention(x.q, x.k, x.v, mask, factors);
+    mixed = i == 0 ? res : attention::merge(mixed, res);
+  }
+  return mixed;
+}
+
+// block_sparse: the kernel's own block mask (its planner is tested on its own) spread to
+// positions, plus causal masking inside the blocks.
+attention::AttentionOutput block_sparse_oracle(const Qkv& x, const attention::AttentionOptions& o, bool causal,
+                                               const torch::Tensor& factors) {
+  const int64_t T = x.q.size(1);
+  auto blocks = attention::BlockSparseAttention(o).block_mask(T, causal);
+  auto blk = torch::div(torch::arange(T, torch::kLong), o.block_size, "floor");
+  auto allowed = blocks.index({blk.unsqueeze(1), blk.unsqueeze(0)});
+  return masked_attention(x.q, x.k, x.v, causal ? allowed & causal_allowed(T) : allowed, factors);
+}
+
+KernelCase with(const std::string& kind, int64_t B, int64_t T, int64_t H, int64_t D, bool causal, int64_t block,
+                int64_t key_block = 1024) {
+  KernelCase c{{}, B, T, H, D, causal};
+  c.options.kind = kind;
+  c.options.block_size = block;
+  c.options.key_block = key_block;
+  return c;
+}
+
+// Lengths that are not multiples of the block, blocks larger than T (the single-tile path),
+// rows of one key tile (the fused-softmax path, key_block large) and rows of several key tiles
+// (the online-softmax path, key_block = block); with two threads the (batch, head) units of the
+// tiled core run one per thread (6 units spread evenly, 5 take the multi-threaded-op path).
+std::vector<KernelCase> dense_cases(const std::string& kind) {
+  struct Shape {
+    int64_t B, T, H, D, block;
+    bool causal;
+  };
+  std::vector<KernelCase> cases;
+  for (const Shape& s : {Shape{2, 37, 3, 8, 16, true}, Shape{2, 37, 3, 8, 16, false}, Shape{1, 130, 2, 16, 32, true},
+                         Shape{3, 5, 4, 4, 64, true}, Shape{2, 64, 4, 8, 64, true}, Shape{1, 1, 1, 4, 8, true},
+                         Shape{2, 50, 5, 8, 7, false}, Shape{1, 97, 2, 8, 200, false}, Shape{2, 70, 3, 8, 16, true},
+                         Shape{1, 45, 5, 8, 8, true}})
+    for (int64_t key_block : {s.block, int64_t{8192}})
+      cases.push_back(with(kind, s.B, s.T, s.H, s.D, s.causal, s.block, key_block));
+  return cases;
+}
+
+// Heads not a multiple of the pairs, lengths not multiples of any segment, segments longer
+// than the sequence, every rate > 1 (positions no pair selects), batch > 1.
+std::vector<KernelCase> dilated_cases() {
+  struct Shape {
+    int64_t B, T, H, D;
+    std::vector<int64_t> w, r;
+    attention::Mix mix;
+    bool causal;
+    int64_t block = 16;
+  };
+  using attention::Mix;
+  std::vector<KernelCase> cases;
+  for (const Shape& s : {Shape{2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true},
+                         Shape{2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, false},
+                         Shape{1, 50, 4, 4, {12, 64}, {2, 3}, Mix::kLse, true},
+                         Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true},
+                         Shape{1, 29, 7, 4, {6, 10}, {2, 3}, Mix::kHeadGroups, false},
+                         Shape{3, 19, 3, 4, {100}, {1}, Mix::kLse, true},
+                         Shape{1, 70, 2, 8, {32, 64}, {1, 2}, Mix::kLse, true, 8}}) {
+    auto c = with("dilated", s.B, s.T, s.H, s.D, s.causal, s.block);
+    c.options.dilated.segment_lengths = s.w;
+    c.options.dilated.dilation_rates = s.r;
+    c.options.dilated.mix = s.mix;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+// Lengths that are not multiples of the block; each pattern alone and combined.
+std::vector<KernelCase> block_sparse_cases() {
+  struct Shape {
+    int64_t B, T, H, D, block, local, stride, global, random;
+    std::vector<std::pair<int64_t, int64_t>> pairs;
+    bool causal;
+  };
+  std::vector<KernelCase> cases;
+  for (const Shape& s : {Shape{2, 45, 3, 8, 8, 1, 0, 0, 0, {}, true}, Shape{2, 45, 3, 8, 8, 1, 0, 0, 0, {}, false},
+                         Shape{1, 61, 2, 4, 8, -1, 3, 0, 0, {}, true}, Shape{2, 50, 3, 4, 8, 0, 0, 2, 0, {}, false},
+                         Shape{2, 50, 3, 4, 8, 0, 0, 2, 0, {}, true}, Shape{1, 64, 2, 4, 8, -1, 0, 0, 2, {}, true},
+                         Shape{1, 40, 2, 4, 8, -1, 0, 0, 0, {{4, 0}, {2, 3}, {0, 4}}, false},
+                         Shape{2, 77, 5, 8, 16, 1, 2, 1, 1, {{3, 1}}, true},
+                         Shape{2, 77, 5, 8, 16, 1, 2, 1, 1, {{3, 1}}, false}}) {
+    auto c = with("block_sparse", s.B, s.T, s.H, s.D, s.causal, s.block);
+    auto& b = c.options.block_sparse;
+    b.local_blocks = s.local;
+    b.stride = s.stride;
+    b.global_blocks = s.global;
+    b.random_blocks = s.random;
+    b.seed = 11;
+    b.pairs = s.pairs;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+}  // namespace
+
+const std::vector<KernelTableEntry>& kernel_table() {
+  // `ring` in one process is dense attention through the cross-rank code (one rank, no group).
+  static const std::vector<KernelTableEntry> table = {
+      {"dense", dense_oracle, dense_cases("dense")},
+      {"ring", dense_oracle, dense_cases("ring")},
+      {"dilated", dilated_oracle, dilated_cases()},
+      {"block_sparse", block_sparse_oracle, block_sparse_cases()},
+  };
+  return table;
+}
+
+attention::AttentionOutput kernel_oracle(const Qkv& x, const attention::AttentionOptions& options, bool causal,
+                                         const torch::Tensor& factors) {
+  for (const auto& e : kernel_table())
+    if (e.kind == options.kind) return e.oracle(x, options, causal, factors);
+  throw std::invalid_argument("the oracle table has no kind " + options.kind);
+}
 
 }  // namespace longnet::testing

@@ -1,9 +1,17 @@
 #pragma once
 // The oracle every kernel is tested against (DESIGN.md): dense softmax attention with an
-// explicit boolean mask of the allowed (query, key) pairs, written as plainly as possible.
+// explicit boolean mask of the allowed (query, key) pairs, written as plainly as possible; each
+// kind's attended pairs written out as such a mask; and the kernel table the oracle suite runs
+// over (oracle_suite_test.cpp).
 #include <torch/torch.h>
 
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "attention/dropout.h"
 #include "attention/kernel.h"
+#include "attention/options.h"
 
 namespace longnet::testing {
 
@@ -12,6 +20,12 @@ namespace longnet::testing {
 // out of forty, the same inputs giving the same result within a process: a bug in a kernel
 // shows as 1e-3 or more.
 constexpr double kFloat64Tol = 1e-8;
+
+// Random q, k, v of [B, T, H, D] in `dtype`, requiring gradients.
+struct Qkv {
+  torch::Tensor q, k, v;
+};
+Qkv random_qkv(int64_t B, int64_t T, int64_t H, int64_t D, torch::ScalarType dtype);
 
 // q: [B, Tq, H, D], k, v: [B, Tk, H, D], allowed: [H, Tq, Tk] or [Tq, Tk] bool
 // -> out: [B, Tq, H, D], lse: [B, Tq, H]. A query with no allowed key: out 0, lse -inf.
@@ -24,14 +38,40 @@ attention::AttentionOutput masked_attention(const torch::Tensor& q, const torch:
 torch::Tensor oracle_dropout(const attention::DropoutKey& key, int64_t B, int64_t H, int64_t T,
                              torch::ScalarType dtype);
 
+// What the kernel of `options.kind` must compute on q, k, v ([B, T, H, D], positions 0..T-1),
+// from the DESIGN.md definition of its pattern through masked_attention; factors as there.
+// Throws for a kind the table below does not know.
+attention::AttentionOutput kernel_oracle(const Qkv& x, const attention::AttentionOptions& options, bool causal,
+                                         const torch::Tensor& factors = {});
+
+// [Tq, Tk] mask: key position <= query position.
+torch::Tensor causal_allowed(int64_t T);
+
 // Expects a kernel's result to match the oracle's: out and lse, and the gradients of q, k, v
 // under a random upstream gradient of out alone, then of both out and lse (lse feeds the merges of the dilated and
 // ring kernels, so its gradient matters; it is zero where the oracle's lse is -inf, a query
 // with no key). Failures print the max difference.
 void expect_matches_oracle(const attention::AttentionOutput& got, const attention::AttentionOutput& want,
-                           const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double tol);
+                           const Qkv& x, double tol);
 
-// [Tq, Tk] mask: key position <= query position.
-torch::Tensor causal_allowed(int64_t T);
+// One oracle case: a kernel's options and the shape it runs on.
+struct KernelCase {
+  attention::AttentionOptions options;
+  int64_t B, T, H, D;
+  bool causal;
+};
+std::string describe(const KernelCase& c);  // for failure messages
+
+// The kernel table: every built-in kind with its oracle (the pairs it attends, as a mask) and the
+// cases it is checked on (lengths that are not multiples of its blocks or segments, blocks longer
+// than the sequence, each pattern alone and combined).
+struct KernelTableEntry {
+  std::string kind;
+  std::function<attention::AttentionOutput(const Qkv&, const attention::AttentionOptions&, bool causal,
+                                           const torch::Tensor& factors)>
+      oracle;
+  std::vector<KernelCase> cases;
+};
+const std::vector<KernelTableEntry>& kernel_table();
 
 }  // namespace longnet::testing

@@ -87,9 +87,8 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
         if (kind == "dilated" && c.zigzag) continue;  // LongNet's algorithm splits contiguously
         torch::manual_seed(42);
         auto opts = torch::TensorOptions().dtype(dtype);
-        auto q = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-        auto k = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
-        auto v = torch::randn({c.B, c.T, c.H, c.D}, opts).requires_grad_();
+        const auto x = random_qkv(c.B, c.T, c.H, c.D, dtype);
+        const auto &q = x.q, &k = x.k, &v = x.v;
         auto gout = torch::randn({c.B, c.T, c.H, c.D}, opts), glse = torch::randn({c.B, c.T, c.H}, opts);
         attention::AttentionOutput want;
         if (kind == "ring") want = attention::tiled_attention(q, k, v, c.causal, 16, 16, 0, key);

@@ -134,7 +134,9 @@ TEST_F(AttentionLayerTest, XposScoresDependOnDistanceOnlyAndDecayWithIt) {
   const double zeta = (2.0 * j + 0.4 * D) / (1.4 * D);
   for (int64_t m = 0; m < T; ++m)
     for (int64_t n = 0; n < T; ++n) {
-      if (m + 1 < T && n + 1 < T) EXPECT_NEAR(s_xpos[m][n].item<double>(), s_xpos[m + 1][n + 1].item<double>(), 1e-12);
+      if (m + 1 < T && n + 1 < T) {
+        EXPECT_NEAR(s_xpos[m][n].item<double>(), s_xpos[m + 1][n + 1].item<double>(), 1e-12);
+      }
       EXPECT_NEAR(s_xpos[m][n].item<double>(), s_rope[m][n].item<double>() * std::pow(zeta, (m - n) / 4.0), 1e-12);
     }
 }
