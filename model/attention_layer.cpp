@@ -1,5 +1,6 @@
 #include "model/attention_layer.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
 
 #include "attention/registry.h"
@@ -64,12 +65,22 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
     q = rotary(q);
     k = rotary(k, /*keys=*/true);
   }
+  // The kernels take q, k, v of one dtype. Under autocast (precision.h) the projection gives
+  // bfloat16 and rotary's float32 tables promote q and k: back to v's dtype.
+  q = q.to(v.scalar_type());
+  k = k.to(v.scalar_type());
   if (G < H) {  // each key/value head serves H / G consecutive query heads
     k = k.repeat_interleave(H / G, 1);
     v = v.repeat_interleave(H / G, 1);
   }
-  auto a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                            options.attention().causal).out;  // [B, T, H, D]
+  torch::Tensor a;
+  {
+    // The kernels choose their own internal precision (float32 softmax statistics and lse for
+    // bfloat16 inputs): autocast must not recast the products inside them, nor differently in
+    // their recomputing backward.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), options.attention().causal).out;
+  }
   auto h = a.reshape({B, T, C});
   if (inner_norm) h = inner_norm(h);
   return dropout_(out(h));

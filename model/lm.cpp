@@ -27,8 +27,15 @@ torch::Tensor LanguageModelImpl::hidden(const torch::Tensor& tokens) {
   return norm ? norm(x) : x;
 }
 
+AutocastState LanguageModelImpl::autocast() const {
+  return AutocastState::of(precision_, embed->weight.device().type());
+}
+
 torch::Tensor LanguageModelImpl::forward(const torch::Tensor& tokens) {
-  return torch::nn::functional::linear(hidden(tokens), embed->weight);  // tied head
+  AutocastScope scope(autocast());
+  // Tied head; logits in the parameters' dtype whatever the product's (the loss and sampling
+  // read them).
+  return torch::nn::functional::linear(hidden(tokens), embed->weight).to(embed->weight.scalar_type());
 }
 
 torch::Tensor LanguageModelImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
@@ -36,6 +43,7 @@ torch::Tensor LanguageModelImpl::loss(const torch::Tensor& tokens, const torch::
 }
 
 torch::Tensor LanguageModelImpl::loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  AutocastScope scope(autocast());
   const int64_t N = targets.numel(), chunk = options_.loss_chunk;
   if (chunk > 0 && N > chunk) {
     auto h = hidden(tokens);
@@ -49,6 +57,7 @@ torch::Tensor LanguageModelImpl::loss_sum(const torch::Tensor& tokens, const tor
 
 torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const torch::Tensor& targets) {
   torch::NoGradGuard no_grad;
+  AutocastScope scope(autocast());
   auto h = hidden(tokens);
   const int64_t N = targets.numel(), chunk = options_.loss_chunk > 0 ? options_.loss_chunk : N;
   return chunked_token_losses(h.reshape({N, h.size(-1)}), embed->weight, targets.reshape({N}), chunk)

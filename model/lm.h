@@ -10,6 +10,7 @@
 #include "model/block.h"
 #include "model/norm.h"
 #include "model/options.h"
+#include "model/precision.h"
 
 namespace longnet::model {
 
@@ -31,6 +32,11 @@ class LanguageModelImpl : public torch::nn::Module {
   using BlockRunner = std::function<torch::Tensor(int64_t, BlockImpl&, const torch::Tensor&)>;
   void set_block_runner(BlockRunner runner) { runner_ = std::move(runner); }
 
+  // train.precision: forward, loss_sum and token_losses run under its autocast (precision.h)
+  // on the parameters' device. Default float32.
+  void set_precision(Precision precision) { precision_ = precision; }
+  Precision precision() const { return precision_; }
+
   const ModelOptions& options() const { return options_; }
   int64_t num_parameters() const;
 
@@ -40,10 +46,12 @@ class LanguageModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] -> [B, T, C], after final norm
+  AutocastState autocast() const;                     // precision_ on the parameters' device
 
   ModelOptions options_;
   torch::nn::Dropout dropout_{nullptr};
   BlockRunner runner_;
+  Precision precision_ = Precision::kFloat32;
 };
 TORCH_MODULE(LanguageModel);
 

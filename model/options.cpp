@@ -34,15 +34,21 @@ const std::vector<std::string>& position_kind_names() {
   static const std::vector<std::string> names = {"rope", "xpos", "none"};
   return names;
 }
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names = {"float32", "bfloat16"};
+  return names;
+}
 
 bool parse(const std::string& name, NormPlacement& out) { return parse_in(norm_placement_names(), name, out); }
 bool parse(const std::string& name, NormType& out) { return parse_in(norm_type_names(), name, out); }
 bool parse(const std::string& name, MlpKind& out) { return parse_in(mlp_kind_names(), name, out); }
 bool parse(const std::string& name, PositionKind& out) { return parse_in(position_kind_names(), name, out); }
+bool parse(const std::string& name, Precision& out) { return parse_in(precision_names(), name, out); }
 const std::string& name_of(NormPlacement v) { return norm_placement_names().at(static_cast<size_t>(v)); }
 const std::string& name_of(NormType v) { return norm_type_names().at(static_cast<size_t>(v)); }
 const std::string& name_of(MlpKind v) { return mlp_kind_names().at(static_cast<size_t>(v)); }
 const std::string& name_of(PositionKind v) { return position_kind_names().at(static_cast<size_t>(v)); }
+const std::string& name_of(Precision v) { return precision_names().at(static_cast<size_t>(v)); }
 
 double xpos_max_log_scale(int64_t seq_len, double scale_base) {
   const double zeta_min = 0.4 / 1.4;

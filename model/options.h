@@ -20,25 +20,32 @@ enum class NormPlacement { kPre, kPost, kSubLn, kDeepNorm };
 enum class NormType { kLayerNorm, kRmsNorm };           // model.norm_type
 enum class MlpKind { kGelu, kSwiGlu };                  // model.mlp
 enum class PositionKind { kRope, kXpos, kNone };        // model.pos
+// The dtype of the matrix products (train.precision): float32, or bfloat16 under autocast
+// (model/precision.h) with parameters, optimizer state, norms, softmax and the loss in float32.
+enum class Precision { kFloat32, kBFloat16 };
 
 // The YAML names, in enum order; parse_* return false for an unknown name.
 const std::vector<std::string>& norm_placement_names();
 const std::vector<std::string>& norm_type_names();
 const std::vector<std::string>& mlp_kind_names();
 const std::vector<std::string>& position_kind_names();
+const std::vector<std::string>& precision_names();
 bool parse(const std::string& name, NormPlacement& out);
 bool parse(const std::string& name, NormType& out);
 bool parse(const std::string& name, MlpKind& out);
 bool parse(const std::string& name, PositionKind& out);
+bool parse(const std::string& name, Precision& out);
 const std::string& name_of(NormPlacement v);
 const std::string& name_of(NormType v);
 const std::string& name_of(MlpKind v);
 const std::string& name_of(PositionKind v);
+const std::string& name_of(Precision v);
 // Each enum's names, for messages that list the valid ones.
 inline const std::vector<std::string>& choices(NormPlacement) { return norm_placement_names(); }
 inline const std::vector<std::string>& choices(NormType) { return norm_type_names(); }
 inline const std::vector<std::string>& choices(MlpKind) { return mlp_kind_names(); }
 inline const std::vector<std::string>& choices(PositionKind) { return position_kind_names(); }
+inline const std::vector<std::string>& choices(Precision) { return precision_names(); }
 
 // Which blocks drop their activations in the forward pass and recompute them in backward
 // (train.activation_checkpointing: none | blocks | {every_k: N}).

@@ -3,6 +3,7 @@
 #include <ATen/core/ivalue.h>
 
 #include "model/lm.h"
+#include "model/precision.h"
 
 namespace longnet::model {
 namespace {
@@ -10,10 +11,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// What the backward pass needs besides x: the function and the RNG state it started from.
+// What the backward pass needs besides x: the function, the RNG state it started from and the
+// autocast state it ran under (precision.h).
 struct Recomputation : torch::CustomClassHolder {
   std::function<torch::Tensor(const torch::Tensor&)> fn;
   torch::Tensor rng_state;
+  AutocastState autocast;
   c10::Device device = c10::kCPU;
 };
 
@@ -28,6 +31,7 @@ class RecomputeFunction : public torch::autograd::Function<RecomputeFunction> {
       r->rng_state = gen.get_state();
     }
     r->device = x.device();
+    r->autocast = AutocastState::current(x.device().type());
     torch::Tensor y;
     {
       torch::NoGradGuard no_grad;  // nothing inside fn is recorded: its activations die here
@@ -52,6 +56,7 @@ class RecomputeFunction : public torch::autograd::Function<RecomputeFunction> {
     torch::Tensor y;
     {
       torch::AutoGradMode enable(true);
+      AutocastScope autocast(r->autocast);
       y = r->fn(xd);
     }
     {

@@ -42,6 +42,7 @@ nlohmann::json measure_step(const std::string& path, std::vector<std::string> se
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   model::LanguageModel model(config.model);
   model::apply_activation_checkpointing(*model, opt.activation_checkpointing);
+  model->set_precision(opt.precision);
   model->train();
   auto optimizer = train::make_optimizer(model, opt);
   auto params = model->parameters();

@@ -57,6 +57,7 @@ validation text, tokens and tokens/s. Evaluate at another context length with
   model::LanguageModel model(saved.model);
   model->to(train::training_device(p.config.train, train::distributed_env().local_rank));
   train::load_checkpoint(ckpt, model, nullptr);
+  model->set_precision(p.config.train.precision);  // CONFIG's: --set train.precision=float32 scores in full precision
   std::vector<int64_t> edges;
   if (by_position) edges = train::position_edges(p.config.data.seq_len, bucket);
   if (p.config.data.seq_len > saved.model.max_seq_len)
@@ -67,7 +68,8 @@ validation text, tokens and tokens/s. Evaluate at another context length with
   if (json) {
     const nlohmann::json j = {{"checkpoint", ckpt}, {"loss", r.loss}, {"ppl", r.ppl}, {"bits_per_byte", r.bits_per_byte},
                               {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},
-                              {"seq_len", p.config.data.seq_len}};
+                              {"seq_len", p.config.data.seq_len},
+                              {"precision", model::name_of(p.config.train.precision)}};
     nlohmann::json out = j;
     if (!edges.empty()) {
       out["by_position"] = nlohmann::json::array();

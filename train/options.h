@@ -27,6 +27,7 @@ struct TrainOptions {
   int64_t seed = 1337;
   int64_t threads = 0;           // intra-op threads; 0: all cores
   std::string device = "cpu";    // cpu | cuda (under launch / torchrun: cuda:LOCAL_RANK)
+  model::Precision precision = model::Precision::kFloat32;  // float32 | bfloat16 (autocast, model/precision.h)
   model::CheckpointPolicy activation_checkpointing;  // none | blocks | {every_k: N}
   std::string out_dir = "runs/default";
 };
@@ -61,6 +62,7 @@ void train_fields(O& o, F&& f) {
   f("seed", o.seed);
   f("threads", o.threads);
   f("device", o.device);
+  f("precision", o.precision);
   f("activation_checkpointing", o.activation_checkpointing);
   f("out_dir", o.out_dir);
 }

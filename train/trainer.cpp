@@ -82,6 +82,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   model::LanguageModel model(config.model);
   model->to(device);
   model::apply_activation_checkpointing(*model, opt.activation_checkpointing);
+  model->set_precision(opt.precision);
   attention::SequenceParallelPtr sp;
   if (groups.sequence) {
     sp = std::make_shared<attention::SequenceParallel>(groups.sequence,
@@ -107,9 +108,9 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
     metrics.emplace((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
   }
   const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum * replicas;
-  spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {} threads",
+  spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {}, {} threads",
                model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,
-               config.model.attention.kind, at::get_num_threads());
+               config.model.attention.kind, model::name_of(opt.precision), at::get_num_threads());
 
   TrainSummary summary;
   summary.start_step = state.step;

@@ -26,10 +26,11 @@ model::ModelOptions small(int64_t n_layers, double dropout) {
 
 // Gradients of every parameter after one loss.backward() from a fixed seed.
 std::vector<torch::Tensor> gradients(const model::ModelOptions& o, const model::CheckpointPolicy& policy,
-                                     const torch::Tensor& x) {
+                                     const torch::Tensor& x, model::Precision precision = model::Precision::kFloat32) {
   torch::manual_seed(7);
   model::LanguageModel m(o);
   model::apply_activation_checkpointing(*m, policy);
+  m->set_precision(precision);
   model::set_attention_dropout(*m, /*seed=*/3, /*step=*/11, /*sample0=*/0);
   m->train();
   m->loss(x.narrow(1, 0, x.size(1) - 1), x.narrow(1, 1, x.size(1) - 1)).backward();
@@ -119,6 +120,47 @@ TEST_F(RecomputeTest, NothingInAStepGrowsFasterThanT) {
   auto whole = o;
   whole.loss_chunk = 0;
   EXPECT_GT(step_peak(whole, blocks, 2048), p4 + 2048 * 2048 * 4);  // the logits it no longer holds
+}
+
+// train.precision: bfloat16 (model/precision.h). A recomputed block, a chunked MLP and the
+// chunked head compute in backward what their forward did under autocast: the gradients are
+// bitwise those of the plain model in bfloat16, which differ from float32's by bfloat16's
+// rounding, not more.
+TEST_F(RecomputeTest, BFloat16GradientsAreTheSameWithCheckpointingAndChunks) {
+  const auto bf16 = model::Precision::kBFloat16;
+  auto o = small(3, 0.0);
+  o.attention.dropout = 0.1;
+  auto x = torch::randint(64, {2, 65}, torch::kLong);
+  const auto plain = gradients(o, {}, x, bf16);
+  const auto fp32 = gradients(o, {}, x);
+  double worst = 0;
+  bool any_differs = false;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    worst = std::max(worst, ((plain[i] - fp32[i]).norm() / fp32[i].norm()).item<double>());
+    any_differs = any_differs || !torch::equal(plain[i], fp32[i]);
+    EXPECT_EQ(plain[i].scalar_type(), torch::kFloat) << "gradients stay float32";
+  }
+  EXPECT_TRUE(any_differs) << "bfloat16 ran in float32";
+  EXPECT_LT(worst, 0.05) << "relative gradient difference to float32";
+  model::CheckpointPolicy blocks{Mode::kBlocks, 1};
+  auto chunked = o;
+  chunked.mlp_chunk = 24;
+  const auto mlp_reference = gradients(chunked, {}, x, bf16);
+  const auto got = gradients(chunked, blocks, x, bf16);
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_TRUE(torch::equal(got[i], mlp_reference[i])) << "parameter " << i << " (blocks, mlp_chunk)";
+  const auto blocks_only = gradients(o, blocks, x, bf16);
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_TRUE(torch::equal(blocks_only[i], plain[i])) << "parameter " << i << " (blocks)";
+  // The chunked head and loss recompute the logits in backward, and round each chunk's share
+  // of the head's gradient to bfloat16 before summing: against the whole head, within that
+  // rounding (bfloat16 keeps 8 bits: 4e-3 relative).
+  auto head = o;
+  head.loss_chunk = 16;
+  const auto chunked_head = gradients(head, {}, x, bf16);
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_LT(((chunked_head[i] - plain[i]).norm() / plain[i].norm()).item<double>(), 1e-2)
+        << "parameter " << i << " (loss_chunk)";
 }
 
 class ChunkedLossTest : public SeededTest {};

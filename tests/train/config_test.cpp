@@ -185,6 +185,10 @@ TEST_F(ConfigTest, ModelOptionsAreParsedValidatedAndRoundTrip) {
   EXPECT_NE(e.find("model.mlp: expected one of gelu, swiglu"), std::string::npos) << e;
   e = error_of(base, {"model.pos=alibi"});
   EXPECT_NE(e.find("model.pos: expected one of rope, xpos, none"), std::string::npos) << e;
+  e = error_of(base, {"train.precision=fp16"});
+  EXPECT_NE(e.find("train.precision: expected one of float32, bfloat16, got 'fp16'"), std::string::npos) << e;
+  EXPECT_EQ(train::parse_config(base + "train:\n  precision: bfloat16\n", "test.yaml").train.precision,
+            model::Precision::kBFloat16);
   e = error_of(base, {"model.n_heads=4", "model.n_kv_heads=3"});
   EXPECT_NE(e.find("model.n_kv_heads: expected a divisor of model.n_heads = 4"), std::string::npos) << e;
   e = error_of(base, {"model.n_kv_heads=-1"});

@@ -148,7 +148,9 @@ TEST_F(TrainerTest, ResumeReproducesTheStraightRunBitwise) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i]["step"], b[i]["step"]);
     EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << a[i]["step"];
-    if (a[i].contains("val_loss")) EXPECT_EQ(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>());
+    if (a[i].contains("val_loss")) {
+      EXPECT_EQ(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>());
+    }
   }
   // And the final weights are identical.
   const auto ma = data::read_file(dir.path() / "straight/checkpoints/step_00000012/model.pt");
