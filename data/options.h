@@ -11,6 +11,7 @@ struct DataOptions {
   int64_t seq_len = 256;         // tokens per training window
   int64_t batch_size = 8;        // windows per micro-batch
   std::string cache_dir = ".cache/longnet";  // token shards, keyed by content hash
+  double passkey_fraction = 0;   // training windows replaced by synthetic passkey documents (passkey.h)
 };
 
 struct TokenizerOptions {
@@ -30,6 +31,7 @@ void data_fields(O& o, F&& f) {
   f("seq_len", o.seq_len);
   f("batch_size", o.batch_size);
   f("cache_dir", o.cache_dir);
+  f("passkey_fraction", o.passkey_fraction);
 }
 
 template <typename O, typename F>

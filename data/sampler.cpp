@@ -21,10 +21,28 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
   uint64_t key = mix64(seed_ ^ mix64(static_cast<uint64_t>(step) ^ mix64(static_cast<uint64_t>(micro) ^ mix64(static_cast<uint64_t>(rank)))));
   for (int64_t b = 0; b < batch_size_; ++b) {
     key = mix64(key + static_cast<uint64_t>(b));
+    if (passkeys_) {
+      // Three more draws from the row's key: passkey or not, depth, the passkey.
+      const uint64_t k1 = mix64(key ^ 0x70617373ULL), k2 = mix64(k1), k3 = mix64(k2);
+      auto unit = [](uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; };
+      if (unit(k1) < passkey_fraction_) {
+        const auto doc = passkeys_->build(seq_len_ + 1, unit(k2), 10000 + static_cast<int>(k3 % 90000));
+        rows.push_back(torch::tensor(std::vector<int64_t>(doc.tokens.begin(), doc.tokens.end()), torch::kLong));
+        continue;
+      }
+    }
     rows.push_back(shard_.slice(static_cast<int64_t>(key % span), seq_len_ + 1));
   }
   auto w = torch::stack(rows);  // [B, T + 1]
   return {w.narrow(1, 0, seq_len_), w.narrow(1, 1, seq_len_)};
+}
+
+void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction) {
+  if (builder && fraction > 0 && seq_len_ + 1 < builder->min_length())
+    throw ConfigError("data.passkey_fraction: a passkey document needs at least " + std::to_string(builder->min_length() - 1) +
+                      " tokens of this tokenizer; data.seq_len is " + std::to_string(seq_len_));
+  passkeys_ = fraction > 0 ? builder : nullptr;
+  passkey_fraction_ = fraction;
 }
 
 SequentialWindows::SequentialWindows(const TokenShard& shard, int64_t seq_len) : shard_(shard), seq_len_(seq_len) {

@@ -4,6 +4,7 @@
 // windows that cover a validation split exactly once.
 #include <torch/types.h>
 
+#include "data/passkey.h"
 #include "data/shards.h"
 
 namespace longnet::data {
@@ -18,11 +19,18 @@ class WindowSampler {
   // Throws DataError when the shard holds fewer than seq_len + 1 tokens.
   WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed);
   Batch batch(int64_t step, int64_t micro = 0, int64_t rank = 0) const;
+  // data.passkey_fraction: each window is, with this probability (drawn like its offset, from
+  // the seed and its place in the run), a passkey document of seq_len + 1 tokens with a depth
+  // uniform in [0, 1] and a key uniform in [10000, 99999] instead. `builder` outlives the
+  // sampler. Throws ConfigError when seq_len cannot hold a document.
+  void mix_passkeys(const PasskeyBuilder* builder, double fraction);
 
  private:
   const TokenShard& shard_;
   int64_t seq_len_, batch_size_;
   uint64_t seed_;
+  const PasskeyBuilder* passkeys_ = nullptr;
+  double passkey_fraction_ = 0;
 };
 
 // The windows [i*T, i*T + T] (targets one further) that cover every token of a split once;

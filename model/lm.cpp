@@ -64,6 +64,13 @@ torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const
       .view(targets.sizes());
 }
 
+torch::Tensor LanguageModelImpl::logits_at(const torch::Tensor& tokens, const torch::Tensor& positions) {
+  torch::NoGradGuard no_grad;
+  AutocastScope scope(autocast());
+  auto h = hidden(tokens).index_select(1, positions);
+  return torch::nn::functional::linear(h, embed->weight).to(embed->weight.scalar_type());
+}
+
 void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t step, int64_t sample0) {
   for (size_t i = 0; i < model.blocks->size(); ++i) {
     auto& key = model.blocks[i]->as<Block>()->attn->kernel().dropout_key();

@@ -26,6 +26,9 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets);
   // tokens, targets: [B, T] -> [B, T] cross-entropy of each target (nats), without autograd.
   torch::Tensor token_losses(const torch::Tensor& tokens, const torch::Tensor& targets);
+  // tokens: [B, T], positions: [n] int64 -> the logits [B, n, V] at those positions only (no
+  // [B, T, V] tensor), float32, without autograd.
+  torch::Tensor logits_at(const torch::Tensor& tokens, const torch::Tensor& positions);
 
   // How block i is run on x; unset: block.forward(x). Passes such as activation checkpointing
   // (model/recompute.h) install one, so that the blocks themselves stay plain.

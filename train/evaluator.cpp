@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -106,6 +107,109 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
     sum = total[0].item<double>();
   }
   return sum / static_cast<double>(n);
+}
+
+std::vector<LengthResult> evaluate_lengths(model::LanguageModel& model, const data::TokenShard& shard,
+                                           const std::vector<int64_t>& lengths, int64_t scored, int64_t batch_size,
+                                           double bytes_per_token, const attention::SequenceParallelPtr& sp) {
+  EvalMode mode(model);
+  torch::NoGradGuard no_grad;
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  // Block b: tokens [1 + b * longest, 1 + (b + 1) * longest); its windows end at the block's end.
+  const int64_t blocks = (shard.size() - 1) / longest;
+  const auto device = model->parameters().front().device();
+  std::vector<LengthResult> results;
+  for (const int64_t L : lengths) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double sum = 0;
+    for (int64_t first = 0; first < blocks; first += batch_size) {
+      std::vector<torch::Tensor> rows;
+      for (int64_t b = first; b < std::min(blocks, first + batch_size); ++b) {
+        const int64_t end = 1 + (b + 1) * longest;  // one past the last target
+        rows.push_back(shard.slice(end - L - 1, L + 1));
+      }
+      auto w = torch::stack(rows).to(device);
+      auto tokens = w.narrow(1, 0, L), targets = w.narrow(1, 1, L);
+      torch::Tensor losses, positions;  // this rank's target losses [B, rows] and their positions
+      if (sp) {
+        sp->set_length(L);
+        losses = model->token_losses(sp->local_rows(tokens), sp->local_rows(targets));
+        positions = sp->positions().to(device);
+      } else {
+        losses = model->token_losses(tokens, targets);
+        positions = torch::arange(L, torch::TensorOptions().dtype(torch::kLong).device(device));
+      }
+      sum += losses.masked_select((positions >= L - scored).unsqueeze(0).expand_as(losses)).sum().item<double>();
+    }
+    if (sp) {
+      std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
+      sp->group()->allreduce(total)->wait();
+      sum = total[0].item<double>();
+    }
+    LengthResult r;
+    r.length = L;
+    r.tokens = blocks * scored;
+    r.loss = sum / static_cast<double>(r.tokens);
+    r.ppl = std::exp(r.loss);
+    r.bits_per_byte = bytes_per_token > 0 ? r.loss / std::log(2.0) / bytes_per_token : 0.0;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    results.push_back(r);
+  }
+  return results;
+}
+
+std::vector<PasskeyCell> evaluate_passkey(model::LanguageModel& model, const data::PasskeyBuilder& builder,
+                                          const std::vector<int64_t>& lengths, const std::vector<double>& depths,
+                                          int64_t trials, uint64_t seed, int64_t batch_size) {
+  EvalMode mode(model);
+  const auto device = model->parameters().front().device();
+  return evaluate_passkey_with(
+      [&](const torch::Tensor& tokens, const torch::Tensor& positions) {
+        return model->logits_at(tokens.to(device), positions.to(device));
+      },
+      builder, lengths, depths, trials, seed, batch_size);
+}
+
+std::vector<PasskeyCell> evaluate_passkey_with(const LogitsAt& logits_at, const data::PasskeyBuilder& builder,
+                                          const std::vector<int64_t>& lengths, const std::vector<double>& depths,
+                                          int64_t trials, uint64_t seed, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  std::vector<PasskeyCell> cells;
+  for (size_t li = 0; li < lengths.size(); ++li) {
+    const int64_t L = lengths[li];
+    for (size_t di = 0; di < depths.size(); ++di) {
+      PasskeyCell cell;
+      cell.length = L;
+      cell.depth = depths[di];
+      for (int64_t first = 0; first < trials; first += batch_size) {
+        // The documents are L + 1 tokens: the model sees the first L, the answer's tokens are
+        // the targets of the positions before them. The answer has the same length in tokens for
+        // most keys but not all: positions are taken per row.
+        std::vector<torch::Tensor> inputs, wanted;
+        std::vector<int64_t> begins;
+        for (int64_t t = first; t < std::min(trials, first + batch_size); ++t) {
+          const auto doc = builder.build(L + 1, depths[di],
+                                         data::passkey_key(seed, static_cast<int64_t>(li), static_cast<int64_t>(di), t));
+          auto ids = torch::tensor(std::vector<int64_t>(doc.tokens.begin(), doc.tokens.end()), torch::kLong);
+          inputs.push_back(ids.narrow(0, 0, L));
+          wanted.push_back(ids.narrow(0, doc.answer_begin, L + 1 - doc.answer_begin));
+          begins.push_back(doc.answer_begin);
+        }
+        const int64_t first_answer = *std::min_element(begins.begin(), begins.end());
+        // Logits at every position from the earliest answer's on, argmax per position.
+        auto positions = torch::arange(first_answer - 1, L, torch::kLong);
+        auto predicted = logits_at(torch::stack(inputs), positions).argmax(-1).cpu();
+        for (size_t r = 0; r < inputs.size(); ++r) {
+          const int64_t n = wanted[r].size(0), from = begins[r] - first_answer;
+          const bool pass = torch::equal(predicted[static_cast<int64_t>(r)].narrow(0, from, n), wanted[r]);
+          cell.passed += pass ? 1 : 0;
+          ++cell.trials;
+        }
+      }
+      cells.push_back(cell);
+    }
+  }
+  return cells;
 }
 
 }  // namespace longnet::train

@@ -1,8 +1,10 @@
 #pragma once
 // Validation: the whole split once (longnet eval), or a fixed sample of windows (during training).
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "data/passkey.h"
 #include "data/shards.h"
 #include "model/lm.h"
 
@@ -40,5 +42,43 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
 double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, int64_t seq_len,
                    int64_t batch_size, int64_t n_batches, uint64_t seed,
                    const attention::SequenceParallelPtr& sp = nullptr);
+
+// Perplexity by context length (longnet eval --lengths). The split's tokens are cut into blocks
+// of the longest length; at each length L the model sees, for every block, the L tokens ending
+// at the block's end and is scored on its last `scored` targets (scored <= the shortest length).
+// Every length thus predicts the same tokens, with L - scored to L - 1 tokens of context before
+// them. With `sp`, every rank of its group calls it and each window runs across them.
+struct LengthResult {
+  int64_t length = 0;
+  double loss = 0;           // mean nats per scored token
+  double ppl = 0;
+  double bits_per_byte = 0;  // the split's mean bytes per token times the scored tokens
+  int64_t tokens = 0;        // scored tokens (the same at every length)
+  double seconds = 0;
+};
+std::vector<LengthResult> evaluate_lengths(model::LanguageModel& model, const data::TokenShard& shard,
+                                           const std::vector<int64_t>& lengths, int64_t scored, int64_t batch_size,
+                                           double bytes_per_token, const attention::SequenceParallelPtr& sp = nullptr);
+
+// Passkey retrieval (longnet eval --passkey): for every (length, depth), `trials` documents of
+// `length` tokens the model sees (the answer's last token is the target of the last position)
+// with keys from data::passkey_key(seed, ...); a trial passes when the argmax at every answer
+// position is the answer's next token (teacher forcing: the same as greedy decoding of the
+// answer, in one forward pass).
+struct PasskeyCell {
+  int64_t length = 0;
+  double depth = 0;
+  int64_t passed = 0, trials = 0;
+  double accuracy() const { return trials > 0 ? static_cast<double>(passed) / static_cast<double>(trials) : 0.0; }
+};
+std::vector<PasskeyCell> evaluate_passkey(model::LanguageModel& model, const data::PasskeyBuilder& builder,
+                                          const std::vector<int64_t>& lengths, const std::vector<double>& depths,
+                                          int64_t trials, uint64_t seed, int64_t batch_size);
+// The same with any scorer: logits_at(tokens [B, L], positions [n]) -> [B, n, V] (the model's
+// LanguageModelImpl::logits_at; a test's oracle).
+using LogitsAt = std::function<torch::Tensor(const torch::Tensor& tokens, const torch::Tensor& positions)>;
+std::vector<PasskeyCell> evaluate_passkey_with(const LogitsAt& logits_at, const data::PasskeyBuilder& builder,
+                                          const std::vector<int64_t>& lengths, const std::vector<double>& depths,
+                                          int64_t trials, uint64_t seed, int64_t batch_size);
 
 }  // namespace longnet::train

@@ -100,6 +100,13 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   }
   // Both splits must hold a window before anything is written (the samplers throw DataError).
   data::WindowSampler sampler(shards.train, config.data.seq_len, config.data.batch_size, static_cast<uint64_t>(opt.seed));
+  std::optional<data::Tokenizer> tokenizer;  // data.passkey_fraction's documents are built from it
+  std::optional<data::PasskeyBuilder> passkeys;
+  if (config.data.passkey_fraction > 0) {
+    tokenizer.emplace(config.tokenizer.path);
+    passkeys.emplace(*tokenizer);
+    sampler.mix_passkeys(&*passkeys, config.data.passkey_fraction);
+  }
   const uint64_t val_seed = static_cast<uint64_t>(opt.seed) ^ 0x5eed5eedULL;
   data::WindowSampler(shards.val, config.data.seq_len, config.data.batch_size, val_seed);
   std::optional<MetricsLog> metrics;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "data/corpus.h"
+#include "data/passkey.h"
 #include "common/errors.h"
 #include "data/sampler.h"
 #include "data/shards.h"
@@ -52,7 +53,9 @@ TEST_F(DataTest, FolderHoldsOutWholeDocumentsStably) {
   write_text(dir.path() / "zzz_new.txt", sample_text(2, 999));
   auto c2 = data::load_corpus(o);
   for (const auto& d : c2.val)
-    if (d.name != "zzz_new.txt") EXPECT_EQ(val_names.count(d.name), 1u) << d.name;
+    if (d.name != "zzz_new.txt") {
+      EXPECT_EQ(val_names.count(d.name), 1u) << d.name;
+    }
   EXPECT_NE(c.fingerprint, c2.fingerprint);
 }
 
@@ -197,6 +200,93 @@ TEST_F(DataTest, SequentialWindowsPredictEveryTokenOnce) {
     predicted += b.targets.numel();
   }
   EXPECT_EQ(predicted, 102);
+}
+
+// A BPE tokenizer of the sample text (digits fall back to bytes), for passkey documents.
+class PasskeyTest : public SeededTest {
+ protected:
+  void SetUp() override {
+    SeededTest::SetUp();
+    write_text(dir.path() / "b.txt", sample_text(100) + "The grass is green. The sky is blue. What is the pass key?\n");
+    data::DataOptions d;
+    d.path = dir.str("b.txt");
+    data::TokenizerOptions t;
+    t.path = dir.str("bpe.model");
+    t.vocab_size = 400;
+    data::train_tokenizer(t, data::load_corpus(d));
+    tok = std::make_unique<data::Tokenizer>(t.path);
+  }
+  TempDir dir;
+  std::unique_ptr<data::Tokenizer> tok;
+};
+
+TEST_F(PasskeyTest, DocumentsHaveTheExactLengthAndTheKeyAtTheAskedDepth) {
+  data::PasskeyBuilder builder(*tok);
+  for (int64_t length : {builder.min_length(), int64_t{300}, int64_t{1001}}) {
+    for (double depth : {0.0, 0.25, 0.5, 0.9, 1.0}) {
+      const int key = data::passkey_key(3, length, static_cast<int64_t>(depth * 100), 0);
+      const auto d = builder.build(length, depth, key);
+      SCOPED_TRACE(::testing::Message() << "length " << length << " depth " << depth);
+      ASSERT_EQ(static_cast<int64_t>(d.tokens.size()), length);
+      // The key sentence follows depth * filler filler tokens (within a token) after the task line.
+      EXPECT_LE(std::abs(static_cast<double>(d.filler_before) - depth * static_cast<double>(d.filler)), 0.5 + 1e-9);
+      const auto task = tok->encode(
+          "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you "
+          "about the important information there.\n");
+      EXPECT_EQ(d.key_begin, static_cast<int64_t>(task.size()) + d.filler_before);
+      const std::string k = std::to_string(key);
+      const auto from_key = tok->decode(std::vector<int>(d.tokens.begin() + d.key_begin, d.tokens.end()));
+      EXPECT_EQ(from_key.rfind("The pass key is " + k + ". Remember it. " + k + " is the pass key. ", 0), 0u) << from_key;
+      EXPECT_EQ(tok->decode(std::vector<int>(d.tokens.begin() + d.answer_begin, d.tokens.end())), " " + k);
+      const auto before_answer = tok->decode(std::vector<int>(d.tokens.begin(), d.tokens.begin() + d.answer_begin));
+      EXPECT_EQ(before_answer.substr(before_answer.size() - 37), "What is the pass key? The pass key is");
+      EXPECT_EQ(before_answer.find(k), before_answer.find("The pass key is " + k) + 16) << "the key appears first in its sentence";
+    }
+  }
+  EXPECT_THROW(builder.build(builder.min_length() - 8, 0.5, 12345), std::invalid_argument);
+  EXPECT_THROW(builder.build(500, 1.5, 12345), std::invalid_argument);
+}
+
+TEST_F(PasskeyTest, KeysAreSeededFiveDigitNumbers) {
+  std::set<int> keys;
+  for (int64_t t = 0; t < 200; ++t) {
+    const int k = data::passkey_key(7, 1, 2, t);
+    EXPECT_GE(k, 10000);
+    EXPECT_LE(k, 99999);
+    EXPECT_EQ(k, data::passkey_key(7, 1, 2, t));
+    keys.insert(k);
+  }
+  EXPECT_GT(keys.size(), 190u);
+  EXPECT_NE(data::passkey_key(7, 1, 2, 0), data::passkey_key(8, 1, 2, 0));
+  EXPECT_NE(data::passkey_key(7, 1, 2, 0), data::passkey_key(7, 1, 3, 0));
+}
+
+// data.passkey_fraction: about that share of the windows are passkey documents, the same ones
+// for the same (seed, step), and the rest are the corpus windows they would have been.
+TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
+  std::vector<int32_t> t(5000);
+  for (int i = 0; i < 5000; ++i) t[i] = i % 97;
+  data::TokenShard::write(dir.str("t.bin"), t, 400);
+  data::TokenShard shard(dir.str("t.bin"));
+  data::PasskeyBuilder builder(*tok);
+  const int64_t T = builder.min_length() + 40;
+  data::WindowSampler plain(shard, T, 8, 42), mixed(shard, T, 8, 42), again(shard, T, 8, 42);
+  mixed.mix_passkeys(&builder, 0.25);
+  again.mix_passkeys(&builder, 0.25);
+  int64_t documents = 0, rows = 0;
+  const auto task = tok->encode("There is an important info");
+  for (int64_t step = 0; step < 50; ++step) {
+    auto a = plain.batch(step), b = mixed.batch(step);
+    EXPECT_TRUE(torch::equal(b.tokens, again.batch(step).tokens));
+    EXPECT_TRUE(torch::equal(b.targets.narrow(1, 0, T - 1), b.tokens.narrow(1, 1, T - 1)));
+    for (int64_t r = 0; r < 8; ++r, ++rows) {
+      if (torch::equal(a.tokens[r], b.tokens[r])) continue;
+      ++documents;
+      EXPECT_EQ(b.tokens[r][0].item<int64_t>(), task[0]) << "a replaced window is a passkey document";
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(documents) / static_cast<double>(rows), 0.25, 0.07);
+  EXPECT_THROW(data::WindowSampler(shard, 20, 1, 0).mix_passkeys(&builder, 0.5), ConfigError);
 }
 
 }  // namespace

@@ -37,6 +37,10 @@ expect_ok() {
 }
 
 printf 'To be, or not to be, that is the question.\n%.0s' $(seq 200) > "$work/corpus.txt"
+# Every character of a passkey document, for eval --passkey with the char tokenizer.
+echo "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about
+the important information there. The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.
+The pass key is 0123456789. Remember it. What is the pass key?" >> "$work/corpus.txt"
 cat > "$work/ok.yaml" <<YAML
 data: {path: $work/corpus.txt, seq_len: 16, batch_size: 2, cache_dir: $work/cache}
 tokenizer: {path: $work/tok.model, type: char}
@@ -74,7 +78,23 @@ expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
 expect_ok eval-by-position '"by_position":\[\{"begin":0,"end":2,' -- "$longnet" eval "$work/ok.yaml" --json --by-position
 expect_ok eval-by-position-table "positions +loss" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 4
 expect_fail eval-bad-bucket "--bucket: expected a positive integer, got '0'" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 0
-expect_fail eval-too-long "data.seq_len 64 exceeds the model.max_seq_len 16" -- "$longnet" eval "$work/ok.yaml" --set data.seq_len=64
+expect_fail eval-too-long "data.seq_len 64 exceeds the model.max_seq_len 16 .*; evaluate longer contexts with --lengths" -- "$longnet" eval "$work/ok.yaml" --set data.seq_len=64
+expect_ok eval-lengths '"extrapolated":true,"length":32,"loss":[0-9.]+' -- \
+  "$longnet" eval "$work/ok.yaml" --lengths 8,16,32 --json
+expect_ok eval-lengths-table "32 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+  \(extrapolated\)" -- "$longnet" eval "$work/ok.yaml" --lengths 8,16,32
+expect_fail eval-lengths-zero "--lengths: expected a positive integer, got '0'" -- "$longnet" eval "$work/ok.yaml" --lengths 8,0
+expect_fail eval-score-last "--score-last 10 exceeds the shortest of --lengths, 8" -- "$longnet" eval "$work/ok.yaml" --lengths 8,16 --score-last 10
+expect_ok eval-passkey '"cells":\[\{"accuracy":[0-9.]+,"depth":0\.0,"length":300,"passed":[0-9]+,"trials":2\}' -- \
+  "$longnet" eval "$work/ok.yaml" --passkey --lengths 300 --depths 0,1 --trials 2 --json --svg "$work/pk.svg"
+if python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert len(d.getElementsByTagName('rect')) == 2" "$work/pk.svg"; then
+  passed=$((passed + 1))
+else
+  echo "FAIL eval-passkey-svg: $work/pk.svg is not a heatmap of 2 cells"; failures=$((failures + 1))
+fi
+expect_fail eval-passkey-depth "--depths: Value 1.5 not in range" -- "$longnet" eval "$work/ok.yaml" --passkey --depths 0,1.5
+expect_fail eval-passkey-short "--lengths 20 cannot hold a passkey document: at least [0-9]+ tokens" -- \
+  "$longnet" eval "$work/ok.yaml" --passkey --lengths 20
+expect_fail eval-depths-alone "--depths requires --passkey" -- "$longnet" eval "$work/ok.yaml" --depths 0.5
 expect_fail bench-unknown "unknown benchmark 'trian'" -- "$longnet" bench trian
 expect_fail bench-train-lengths "longnet bench train: Could not convert: --lengths = 1k" -- "$longnet" bench train "$work/ok.yaml" --lengths 1k
 expect_fail bench-train-config "typo.yaml: train.stpes: unknown key" -- "$longnet" bench train "$work/typo.yaml"
@@ -101,6 +121,13 @@ expect_fail dist-sp-alone "distributed.sequence_parallel: 2 needs a run of a mul
 out=$("$longnet" launch --nproc 3 -- train "$work/ok.yaml" --set distributed.sequence_parallel=2 2>&1) && rc=0 || rc=$?
 if [ $rc -ne 1 ] || ! grep -q "distributed.sequence_parallel: 2 does not divide the 3 ranks" <<<"$out"; then
   echo "FAIL launch-sp-not-dividing (exit $rc): $out"; failures=$((failures + 1))
+else
+  passed=$((passed + 1))
+fi
+expect_ok launch-eval-lengths '"length":16' -- "$longnet" launch --nproc 2 -- eval "$work/ok.yaml" --lengths 8,16 --json
+out=$("$longnet" launch --nproc 2 -- eval "$work/ok.yaml" 2>&1) && rc=0 || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "under launch only --lengths runs" <<<"$out"; then
+  echo "FAIL launch-eval-whole (exit $rc): $out"; failures=$((failures + 1))
 else
   passed=$((passed + 1))
 fi
