@@ -1,6 +1,12 @@
 #include "attention/dropout.h"
 
+#include <ATen/ops/add.h>
+#include <ATen/ops/bitwise_and.h>
+#include <ATen/ops/bitwise_right_shift.h>
+#include <ATen/ops/bitwise_xor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/ge.h>
+#include <ATen/ops/mul.h>
 #include <ATen/ops/stack.h>
 #include <c10/util/Exception.h>
 
@@ -51,7 +57,40 @@ at::Tensor factors_on_cpu(const DropoutKey& key, uint64_t stream, const std::vec
   return out;
 }
 
+// The unsigned 64-bit words of the hash as int64 tensors: addition, multiplication and xor
+// give the same bits; a right shift must not copy the sign bit in.
+int64_t bits(uint64_t x) {
+  int64_t v;
+  std::memcpy(&v, &x, sizeof v);
+  return v;
+}
+
+at::Tensor logical_shift_right(const at::Tensor& x, int s) {
+  return at::bitwise_and(at::bitwise_right_shift(x, s), bits((uint64_t{1} << (64 - s)) - 1));
+}
+
+at::Tensor mix_tensor(const at::Tensor& x0) {
+  auto x = at::add(x0, bits(0x9E3779B97F4A7C15ULL));
+  x = at::mul(at::bitwise_xor(x, logical_shift_right(x, 30)), bits(0xBF58476D1CE4E5B9ULL));
+  x = at::mul(at::bitwise_xor(x, logical_shift_right(x, 27)), bits(0x94D049BB133111EBULL));
+  return at::bitwise_xor(x, logical_shift_right(x, 31));
+}
+
 }  // namespace
+
+at::Tensor dropout_factors_by_tensor_ops(const DropoutKey& key, uint64_t stream, const at::Tensor& q_pos,
+                                         const at::Tensor& k_pos, at::ScalarType dtype, const at::Device& device) {
+  TORCH_CHECK(key.rate > 0 && key.rate < 1, "dropout rate must be in (0, 1)");
+  TORCH_CHECK(q_pos.dim() == 1 && k_pos.dim() == 1 && q_pos.scalar_type() == at::kLong && k_pos.scalar_type() == at::kLong,
+              "dropout positions must be [T] int64");
+  const auto q = q_pos.to(device), k = k_pos.to(device);
+  auto row = mix_tensor(at::bitwise_xor(q, bits(stream)));                                   // [Tq]
+  auto h = mix_tensor(at::bitwise_xor(row.unsqueeze(1), at::mul(k, bits(0xD6E8FEB86659FD93ULL)).unsqueeze(0)));  // [Tq, Tk]
+  const auto threshold = static_cast<int64_t>(std::ldexp(key.rate, 53));
+  auto kept = at::ge(logical_shift_right(h, 11), threshold);
+  const auto fill_type = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  return at::mul(kept.to(fill_type), 1.0 / (1.0 - key.rate)).to(dtype);
+}
 
 std::vector<int64_t> DropoutKey::pack() const {
   int64_t rate_bits;
@@ -80,13 +119,20 @@ uint64_t DropoutKey::stream(int64_t b, int64_t head) const {
 at::Tensor dropout_factors(const DropoutKey& key, uint64_t stream, const at::Tensor& q_pos, const at::Tensor& k_pos,
                            at::ScalarType dtype, const at::Device& device) {
   TORCH_CHECK(key.rate > 0 && key.rate < 1, "dropout rate must be in (0, 1)");
-  // Filled on the CPU and moved: on CUDA tensors this is correct and slow (no device kernel yet).
-  return factors_on_cpu(key, stream, positions_on_cpu(q_pos), positions_on_cpu(k_pos), dtype).to(device, dtype);
+  if (!device.is_cpu()) return dropout_factors_by_tensor_ops(key, stream, q_pos, k_pos, dtype, device);
+  return factors_on_cpu(key, stream, positions_on_cpu(q_pos), positions_on_cpu(k_pos), dtype).to(dtype);
 }
 
 at::Tensor dropout_factors_all(const DropoutKey& key, int64_t B, int64_t H, const at::Tensor& q_pos,
                                const at::Tensor& k_pos, at::ScalarType dtype, const at::Device& device) {
   TORCH_CHECK(key.rate > 0 && key.rate < 1, "dropout rate must be in (0, 1)");
+  if (!device.is_cpu()) {
+    std::vector<at::Tensor> units;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        units.push_back(dropout_factors_by_tensor_ops(key, key.stream(b, h), q_pos, k_pos, dtype, device));
+    return at::stack(units).view({B, H, q_pos.size(0), k_pos.size(0)});
+  }
   const auto q = positions_on_cpu(q_pos), k = positions_on_cpu(k_pos);
   std::vector<at::Tensor> units;
   for (int64_t b = 0; b < B; ++b)

@@ -35,9 +35,17 @@ struct DropoutKey {
 };
 
 // [Tq, Tk] float of `dtype` on `device`: 1/(1 - rate) where pair (q_pos[i], k_pos[j]) is kept,
-// 0 where it is dropped. q_pos: [Tq], k_pos: [Tk] int64 absolute positions (any device).
+// 0 where it is dropped. q_pos: [Tq], k_pos: [Tk] int64 absolute positions (any device). On
+// the CPU a loop computes it; on other devices (CUDA) tensor operations on the device compute
+// the same hash (dropout_factors_by_tensor_ops), so no mask is drawn on the host and copied.
 at::Tensor dropout_factors(const DropoutKey& key, uint64_t stream, const at::Tensor& q_pos,
                            const at::Tensor& k_pos, at::ScalarType dtype, const at::Device& device);
+
+// The device path of dropout_factors on any device: the same 64-bit hash in int64 tensor
+// operations (wrapping multiplication, logical shifts by masking), equal to the CPU loop bit
+// for bit (a test compares them on the CPU).
+at::Tensor dropout_factors_by_tensor_ops(const DropoutKey& key, uint64_t stream, const at::Tensor& q_pos,
+                                         const at::Tensor& k_pos, at::ScalarType dtype, const at::Device& device);
 
 // The same mask for every (batch row, head) at once, for the oracle and the one-tile dense path:
 // [B, H, Tq, Tk] factors of the pairs (q_pos[i], k_pos[j]) of rows 0..B-1 and heads 0..H-1.

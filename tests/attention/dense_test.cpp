@@ -305,6 +305,23 @@ TEST_F(DropoutTest, TileCoreMatchesOracleAtOffsetsAndExplicitPositions) {
   }
 }
 
+// The device path (tensor operations, what a CUDA run uses) draws the CPU loop's mask bit for bit:
+// the hash's unsigned words as int64 tensors, on positions far apart and at large offsets.
+TEST_F(DropoutTest, TheDevicePathDrawsTheCpuMaskBitForBit) {
+  const auto key = a_dropout_key(0.37);
+  auto q = torch::cat({torch::arange(0, 300, torch::kLong), torch::randint(1LL << 40, {50}, torch::kLong)});
+  auto k = torch::cat({torch::arange(0, 200, torch::kLong), torch::randint(1LL << 40, {60}, torch::kLong)});
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+    for (int64_t head : {0, 3}) {
+      const auto stream = key.stream(1, head);
+      auto cpu = attention::dropout_factors(key, stream, q, k, dtype, torch::kCPU);
+      auto ops = attention::dropout_factors_by_tensor_ops(key, stream, q, k, dtype, torch::kCPU);
+      EXPECT_EQ(ops.scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(cpu, ops)) << c10::toString(dtype) << " head " << head;
+    }
+  }
+}
+
 class MergeTest : public SeededTest {};
 
 // Attention over all keys equals the lse-merge of attention over two disjoint key sets,

@@ -207,14 +207,7 @@ class PasskeyTest : public SeededTest {
  protected:
   void SetUp() override {
     SeededTest::SetUp();
-    write_text(dir.path() / "b.txt", sample_text(100) + "The grass is green. The sky is blue. What is the pass key?\n");
-    data::DataOptions d;
-    d.path = dir.str("b.txt");
-    data::TokenizerOptions t;
-    t.path = dir.str("bpe.model");
-    t.vocab_size = 400;
-    data::train_tokenizer(t, data::load_corpus(d));
-    tok = std::make_unique<data::Tokenizer>(t.path);
+    tok = std::make_unique<data::Tokenizer>(passkey_tokenizer(dir.path(), 100, 400));
   }
   TempDir dir;
   std::unique_ptr<data::Tokenizer> tok;

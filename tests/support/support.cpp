@@ -1,6 +1,8 @@
 #include "tests/support/support.h"
 
 #include "common/process.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
 #include "train/distributed.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -160,5 +162,17 @@ std::vector<int> run_ranks(int world, const std::string& test, const std::vector
   return status;
 }
 
+
+std::string passkey_tokenizer(const std::filesystem::path& dir, int paragraphs, int64_t vocab) {
+  write_text(dir / "passkey_corpus.txt",
+             sample_text(paragraphs) + "The grass is green. The sky is blue. What is the pass key?\n");
+  data::DataOptions d;
+  d.path = (dir / "passkey_corpus.txt").string();
+  data::TokenizerOptions t;
+  t.path = (dir / "passkey_bpe.model").string();
+  t.vocab_size = vocab;
+  data::train_tokenizer(t, data::load_corpus(d));
+  return t.path;
+}
 
 }  // namespace longnet::testing

@@ -55,4 +55,8 @@ void write_text(const std::filesystem::path& path, const std::string& text);
 // A few kilobytes of varied English-like text, deterministic, for tokenizer and training tests.
 std::string sample_text(int paragraphs = 40, uint64_t seed = 7);
 
+// Trains a BPE tokenizer of `vocab` pieces on sample_text(paragraphs) plus the words of the
+// passkey documents (digits fall back to bytes) under `dir`; returns the model's path.
+std::string passkey_tokenizer(const std::filesystem::path& dir, int paragraphs, int64_t vocab);
+
 }  // namespace longnet::testing

@@ -8,7 +8,6 @@
 #include <regex>
 
 #include "attention/sequence_parallel.h"
-#include "data/corpus.h"
 #include "data/passkey.h"
 #include "model/lm.h"
 #include "tests/support/support.h"
@@ -77,14 +76,7 @@ class PasskeyScoringTest : public SeededTest {
  protected:
   void SetUp() override {
     SeededTest::SetUp();
-    write_text(dir.path() / "b.txt", sample_text(60) + "The grass is green. What is the pass key?\n");
-    data::DataOptions d;
-    d.path = dir.str("b.txt");
-    data::TokenizerOptions t;
-    t.path = dir.str("bpe.model");
-    t.vocab_size = 300;
-    data::train_tokenizer(t, data::load_corpus(d));
-    tok = std::make_unique<data::Tokenizer>(t.path);
+    tok = std::make_unique<data::Tokenizer>(passkey_tokenizer(dir.path(), 60, 300));
   }
   TempDir dir;
   std::unique_ptr<data::Tokenizer> tok;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Who reaches how far: trains configs/passkey.yaml once per attention pattern, changing only
+# attention.*, then evaluates each model: passkey accuracy per (length, depth) with its SVG
+# heatmap, the loss by context length and by position, and the run's time per step and peak
+# RSS. Usage: tools/passkey.sh [dense dilated local local_global] (default: all four). Each
+# run lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
+# runs/passkey_<name>.{log,passkey.txt,lengths.txt,positions.txt}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x build/tools/longnet ] || tools/setup.sh --target longnet
+declare -A pattern=(
+  [dense]="--set attention.kind=dense"
+  # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 256 rows).
+  [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[256,512,1024,2048,4096] --set attention.dilation_rates=[1,2,4,8,16]"
+  # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
+  [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
+  # The window plus the first block seen by all and every 4th block behind.
+  [local_global]="--set attention.kind=block_sparse --set attention.local_blocks=1 --set attention.global_blocks=1 --set attention.stride=4"
+)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
+for name in "${names[@]}"; do
+  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, local, local_global)"; exit 1; }
+  out=runs/passkey_$name
+  rm -rf "$out"
+  # shellcheck disable=SC2086
+  sets="${pattern[$name]} --set train.out_dir=$out"
+  # shellcheck disable=SC2086
+  /usr/bin/time -v build/tools/longnet train configs/passkey.yaml $sets > "$out.log" 2>&1 ||
+    { echo "$name: training failed, see $out.log"; continue; }
+  # shellcheck disable=SC2086
+  build/tools/longnet eval configs/passkey.yaml $sets --passkey --lengths 1024,2048,4096 --trials 20 \
+    --svg "$out.svg" > "$out.passkey.txt"
+  # shellcheck disable=SC2086
+  build/tools/longnet eval configs/passkey.yaml $sets --lengths 256,512,1024,2048,4096,8192 > "$out.lengths.txt"
+  # shellcheck disable=SC2086
+  build/tools/longnet eval configs/passkey.yaml $sets --by-position > "$out.positions.txt"
+  ms=$(grep -o '[0-9.]* ms/step' "$out.log" | tail -1)
+  rss=$(grep 'Maximum resident' "$out.log" | grep -o '[0-9]*$')
+  echo "== $name: $ms, peak RSS $((rss / 1024)) MB"
+  cat "$out.passkey.txt" "$out.lengths.txt"
+done
