@@ -15,33 +15,41 @@ const char* const kTask =
 const char* const kFiller = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 const char* const kQuestion = "What is the pass key? The pass key is";
 
-std::string key_sentence(int key) {
-  const auto k = std::to_string(key);
-  return "The pass key is " + k + ". Remember it. " + k + " is the pass key. ";
-}
+// The key sentence "The pass key is K. Remember it. K is the pass key. " around the key's
+// tokens, which are the answer's (" K") each time it appears: the model copies exactly what it
+// must answer.
+const char* const kKeyParts[3] = {"The pass key is", ". Remember it.", " is the pass key. "};
+
+// A 5-digit key after a space is at most 6 tokens: every character is a piece or a byte.
+constexpr int64_t kMaxKeyTokens = 6;
 
 }  // namespace
 
 PasskeyBuilder::PasskeyBuilder(const Tokenizer& tokenizer)
     : tokenizer_(tokenizer), task_(tokenizer.encode(kTask)), filler_(tokenizer.encode(kFiller)),
-      question_(tokenizer.encode(kQuestion)) {}
+      question_(tokenizer.encode(kQuestion)) {
+  for (int i = 0; i < 3; ++i) key_parts_[i] = tokenizer.encode(kKeyParts[i]);
+}
+
+std::vector<int> PasskeyBuilder::key_sentence(const std::vector<int>& key) const {
+  std::vector<int> s = key_parts_[0];
+  s.insert(s.end(), key.begin(), key.end());
+  s.insert(s.end(), key_parts_[1].begin(), key_parts_[1].end());
+  s.insert(s.end(), key.begin(), key.end());
+  s.insert(s.end(), key_parts_[2].begin(), key_parts_[2].end());
+  return s;
+}
 
 int64_t PasskeyBuilder::min_length() const {
-  int64_t longest = 0;
-  // Digits tokenize differently from key to key under BPE: the longest over a spread of keys
-  // and the all-different-digit ones bounds what build() needs.
-  for (int key : {10000, 12345, 99999, 98765, 55555, 10293, 67890}) {
-    const int64_t fixed = static_cast<int64_t>(tokenizer_.encode(key_sentence(key)).size() +
-                                               tokenizer_.encode(" " + std::to_string(key)).size());
-    longest = std::max(longest, fixed);
-  }
-  return static_cast<int64_t>(task_.size() + question_.size()) + longest + 1;
+  int64_t fixed = static_cast<int64_t>(task_.size() + question_.size());
+  for (const auto& part : key_parts_) fixed += static_cast<int64_t>(part.size());
+  return fixed + 3 * kMaxKeyTokens + 1;  // the key twice in its sentence, once as the answer; a filler token
 }
 
 PasskeyDocument PasskeyBuilder::build(int64_t length, double depth, int key) const {
   if (!(depth >= 0.0 && depth <= 1.0)) throw std::invalid_argument("depth " + std::to_string(depth) + " is outside [0, 1]");
-  const auto sentence = tokenizer_.encode(key_sentence(key));
   const auto answer = tokenizer_.encode(" " + std::to_string(key));
+  const auto sentence = key_sentence(answer);
   const int64_t fixed = static_cast<int64_t>(task_.size() + sentence.size() + question_.size() + answer.size());
   const int64_t filler = length - fixed;
   if (filler < 1)

@@ -6,7 +6,8 @@
 // number. `longnet eval --passkey` scores them; data.passkey_fraction mixes them into training.
 //
 // Each piece is tokenized on its own with the model's tokenizer and the pieces' ids joined, so a
-// document of L tokens is exactly L tokens and the key sits where it was put. The filler is its
+// document of L tokens is exactly L tokens and the key sits where it was put; the key's tokens
+// in its sentence are the answer's. The filler is its
 // sentence's ids repeated and cut at the token where the length is reached.
 #include <cstdint>
 #include <string>
@@ -32,11 +33,13 @@ class PasskeyBuilder {
   // sentence (rounded to a token); key in [10000, 99999]. Throws std::invalid_argument when
   // `length` cannot hold the fixed pieces and one filler token (min_length()).
   PasskeyDocument build(int64_t length, double depth, int key) const;
-  int64_t min_length() const;  // for the longest key's pieces
+  int64_t min_length() const;  // enough for any key
 
  private:
+  std::vector<int> key_sentence(const std::vector<int>& key) const;
+
   const Tokenizer& tokenizer_;
-  std::vector<int> task_, filler_, question_;
+  std::vector<int> task_, filler_, question_, key_parts_[3];
 };
 
 // Trial `trial` of cell (length_index, depth_index) under `seed`: a key uniform in [10000, 99999].

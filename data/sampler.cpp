@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/errors.h"
 #include "common/hash.h"
 
@@ -26,8 +29,7 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
       const uint64_t k1 = mix64(key ^ 0x70617373ULL), k2 = mix64(k1), k3 = mix64(k2);
       auto unit = [](uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; };
       if (unit(k1) < passkey_fraction_) {
-        const auto doc = passkeys_->build(seq_len_ + 1, unit(k2), 10000 + static_cast<int>(k3 % 90000));
-        rows.push_back(torch::tensor(std::vector<int64_t>(doc.tokens.begin(), doc.tokens.end()), torch::kLong));
+        rows.push_back(passkey_window(k2 ^ k3));
         continue;
       }
     }
@@ -35,6 +37,29 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
   }
   auto w = torch::stack(rows);  // [B, T + 1]
   return {w.narrow(1, 0, seq_len_), w.narrow(1, 1, seq_len_)};
+}
+
+torch::Tensor WindowSampler::passkey_window(uint64_t key) const {
+  // Documents of log-uniform lengths in [min, remaining] until the window is full (the last
+  // takes what is left when less than another minimum would remain): many short retrievals,
+  // and now and then one across most of the window.
+  auto unit = [](uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; };
+  const int64_t shortest = passkeys_->min_length();
+  std::vector<int64_t> tokens;
+  int64_t remaining = seq_len_ + 1;
+  while (remaining > 0) {
+    key = mix64(key + 1);
+    int64_t length = static_cast<int64_t>(
+        std::exp(std::log(static_cast<double>(shortest)) +
+                 unit(key) * (std::log(static_cast<double>(remaining)) - std::log(static_cast<double>(shortest)))));
+    length = std::clamp(length, shortest, remaining);
+    if (remaining - length < shortest) length = remaining;
+    const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
+    const auto doc = passkeys_->build(length, unit(depth_key), 10000 + static_cast<int>(pass_key % 90000));
+    tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());
+    remaining -= length;
+  }
+  return torch::tensor(tokens, torch::kLong);
 }
 
 void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction) {

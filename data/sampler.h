@@ -20,8 +20,9 @@ class WindowSampler {
   WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed);
   Batch batch(int64_t step, int64_t micro = 0, int64_t rank = 0) const;
   // data.passkey_fraction: each window is, with this probability (drawn like its offset, from
-  // the seed and its place in the run), a passkey document of seq_len + 1 tokens with a depth
-  // uniform in [0, 1] and a key uniform in [10000, 99999] instead. `builder` outlives the
+  // the seed and its place in the run), passkey documents instead: documents of log-uniform
+  // lengths from the shortest possible up to what is left of the window, end to end, each with
+  // a depth uniform in [0, 1] and a key uniform in [10000, 99999]. `builder` outlives the
   // sampler. Throws ConfigError when seq_len cannot hold a document.
   void mix_passkeys(const PasskeyBuilder* builder, double fraction);
 
@@ -29,6 +30,7 @@ class WindowSampler {
   const TokenShard& shard_;
   int64_t seq_len_, batch_size_;
   uint64_t seed_;
+  torch::Tensor passkey_window(uint64_t key) const;  // [seq_len + 1] tokens
   const PasskeyBuilder* passkeys_ = nullptr;
   double passkey_fraction_ = 0;
 };

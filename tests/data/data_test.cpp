@@ -236,7 +236,11 @@ TEST_F(PasskeyTest, DocumentsHaveTheExactLengthAndTheKeyAtTheAskedDepth) {
       EXPECT_EQ(before_answer.find(k), before_answer.find("The pass key is " + k) + 16) << "the key appears first in its sentence";
     }
   }
-  EXPECT_THROW(builder.build(builder.min_length() - 8, 0.5, 12345), std::invalid_argument);
+  // min_length() holds any key; a length that cannot hold the fixed pieces is refused.
+  for (int64_t t = 0; t < 3000; ++t)
+    EXPECT_EQ(builder.build(builder.min_length(), 0.5, data::passkey_key(1, 0, 0, t)).tokens.size(),
+              static_cast<size_t>(builder.min_length()));
+  EXPECT_THROW(builder.build(20, 0.5, 12345), std::invalid_argument);
   EXPECT_THROW(builder.build(500, 1.5, 12345), std::invalid_argument);
 }
 
@@ -254,8 +258,8 @@ TEST_F(PasskeyTest, KeysAreSeededFiveDigitNumbers) {
   EXPECT_NE(data::passkey_key(7, 1, 2, 0), data::passkey_key(7, 1, 3, 0));
 }
 
-// data.passkey_fraction: about that share of the windows are passkey documents, the same ones
-// for the same (seed, step), and the rest are the corpus windows they would have been.
+// data.passkey_fraction: about that share of the windows are passkey documents end to end, the
+// same ones for the same (seed, step), and the rest are the corpus windows they would have been.
 TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
   std::vector<int32_t> t(5000);
   for (int i = 0; i < 5000; ++i) t[i] = i % 97;
