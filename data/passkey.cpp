@@ -78,7 +78,9 @@ PasskeyDocument PasskeyBuilder::build(int64_t length, double depth, int key) con
 int passkey_key(uint64_t seed, int64_t length_index, int64_t depth_index, int64_t trial) {
   const uint64_t h = mix64(seed ^ mix64(static_cast<uint64_t>(length_index) ^
                                         mix64(static_cast<uint64_t>(depth_index) ^ mix64(static_cast<uint64_t>(trial)))));
-  return 10000 + static_cast<int>(h % 90000);
+  return passkey_of_hash(h);
 }
+
+int passkey_of_hash(uint64_t hash) { return 10000 + static_cast<int>(hash % 90000); }
 
 }  // namespace longnet::data

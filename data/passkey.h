@@ -44,5 +44,7 @@ class PasskeyBuilder {
 
 // Trial `trial` of cell (length_index, depth_index) under `seed`: a key uniform in [10000, 99999].
 int passkey_key(uint64_t seed, int64_t length_index, int64_t depth_index, int64_t trial);
+// The key a 64-bit hash picks: 10000 + hash mod 90000.
+int passkey_of_hash(uint64_t hash);
 
 }  // namespace longnet::data

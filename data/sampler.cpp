@@ -9,6 +9,12 @@
 #include "common/hash.h"
 
 namespace longnet::data {
+namespace {
+
+// A hash's top 53 bits as a number in [0, 1).
+double unit(uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; }
+
+}  // namespace
 
 WindowSampler::WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed)
     : shard_(shard), seq_len_(seq_len), batch_size_(batch_size), seed_(seed) {
@@ -25,9 +31,8 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
   for (int64_t b = 0; b < batch_size_; ++b) {
     key = mix64(key + static_cast<uint64_t>(b));
     if (passkeys_) {
-      // Three more draws from the row's key: passkey or not, depth, the passkey.
+      // More draws from the row's key: passkey or not, then the key of its documents.
       const uint64_t k1 = mix64(key ^ 0x70617373ULL), k2 = mix64(k1), k3 = mix64(k2);
-      auto unit = [](uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; };
       if (unit(k1) < passkey_fraction_) {
         rows.push_back(passkey_window(k2 ^ k3));
         continue;
@@ -43,7 +48,6 @@ torch::Tensor WindowSampler::passkey_window(uint64_t key) const {
   // Documents of log-uniform lengths in [min, remaining] until the window is full (the last
   // takes what is left when less than another minimum would remain): many short retrievals,
   // and now and then one across most of the window.
-  auto unit = [](uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; };
   const int64_t shortest = passkeys_->min_length();
   std::vector<int64_t> tokens;
   int64_t remaining = seq_len_ + 1;
@@ -55,7 +59,7 @@ torch::Tensor WindowSampler::passkey_window(uint64_t key) const {
     length = std::clamp(length, shortest, remaining);
     if (remaining - length < shortest) length = remaining;
     const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
-    const auto doc = passkeys_->build(length, unit(depth_key), 10000 + static_cast<int>(pass_key % 90000));
+    const auto doc = passkeys_->build(length, unit(depth_key), passkey_of_hash(pass_key));
     tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());
     remaining -= length;
   }

@@ -33,9 +33,13 @@ AutocastState LanguageModelImpl::autocast() const {
 
 torch::Tensor LanguageModelImpl::forward(const torch::Tensor& tokens) {
   AutocastScope scope(autocast());
+  return head(hidden(tokens));
+}
+
+torch::Tensor LanguageModelImpl::head(const torch::Tensor& h) const {
   // Tied head; logits in the parameters' dtype whatever the product's (the loss and sampling
   // read them).
-  return torch::nn::functional::linear(hidden(tokens), embed->weight).to(embed->weight.scalar_type());
+  return torch::nn::functional::linear(h, embed->weight).to(embed->weight.scalar_type());
 }
 
 torch::Tensor LanguageModelImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
@@ -67,8 +71,7 @@ torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const
 torch::Tensor LanguageModelImpl::logits_at(const torch::Tensor& tokens, const torch::Tensor& positions) {
   torch::NoGradGuard no_grad;
   AutocastScope scope(autocast());
-  auto h = hidden(tokens).index_select(1, positions);
-  return torch::nn::functional::linear(h, embed->weight).to(embed->weight.scalar_type());
+  return head(hidden(tokens).index_select(1, positions));
 }
 
 void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t step, int64_t sample0) {

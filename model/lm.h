@@ -49,6 +49,7 @@ class LanguageModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] -> [B, T, C], after final norm
+  torch::Tensor head(const torch::Tensor& h) const;   // [..., C] -> logits [..., V]
   AutocastState autocast() const;                     // precision_ on the parameters' device
 
   ModelOptions options_;

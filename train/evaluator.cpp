@@ -22,6 +22,13 @@ class EvalMode {
   bool was_training_;
 };
 
+// The sum of every rank's `value` in sp's group (a tensor on `device`, as its backend wants).
+double sum_over_ranks(const attention::SequenceParallel& sp, double value, const torch::Device& device) {
+  std::vector<torch::Tensor> total = {torch::tensor({value}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
+  sp.group()->allreduce(total)->wait();
+  return total[0].item<double>();
+}
+
 }  // namespace
 
 std::vector<int64_t> position_edges(int64_t seq_len, int64_t first) {
@@ -101,11 +108,7 @@ double sample_loss(model::LanguageModel& model, const data::TokenShard& shard, i
     n += batch.targets.numel();
     sum += model::window_loss_sum(*model, sp, batch.tokens, batch.targets).item<double>();
   }
-  if (sp) {
-    std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
-    sp->group()->allreduce(total)->wait();
-    sum = total[0].item<double>();
-  }
+  if (sp) sum = sum_over_ranks(*sp, sum, device);
   return sum / static_cast<double>(n);
 }
 
@@ -141,11 +144,7 @@ std::vector<LengthResult> evaluate_lengths(model::LanguageModel& model, const da
       }
       sum += losses.masked_select((positions >= L - scored).unsqueeze(0).expand_as(losses)).sum().item<double>();
     }
-    if (sp) {
-      std::vector<torch::Tensor> total = {torch::tensor({sum}, torch::TensorOptions().dtype(torch::kDouble).device(device))};
-      sp->group()->allreduce(total)->wait();
-      sum = total[0].item<double>();
-    }
+    if (sp) sum = sum_over_ranks(*sp, sum, device);
     LengthResult r;
     r.length = L;
     r.tokens = blocks * scored;
