@@ -12,6 +12,7 @@ struct DataOptions {
   int64_t batch_size = 8;        // windows per micro-batch
   std::string cache_dir = ".cache/longnet";  // token shards, keyed by content hash
   double passkey_fraction = 0;   // training windows replaced by synthetic passkey documents (passkey.h)
+  int64_t passkey_short_length = 256;  // the longest of the short documents after a window's first
 };
 
 struct TokenizerOptions {
@@ -32,6 +33,7 @@ void data_fields(O& o, F&& f) {
   f("batch_size", o.batch_size);
   f("cache_dir", o.cache_dir);
   f("passkey_fraction", o.passkey_fraction);
+  f("passkey_short_length", o.passkey_short_length);
 }
 
 template <typename O, typename F>

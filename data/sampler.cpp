@@ -45,33 +45,38 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
 }
 
 torch::Tensor WindowSampler::passkey_window(uint64_t key) const {
-  // Documents of log-uniform lengths in [min, remaining] until the window is full (the last
-  // takes what is left when less than another minimum would remain): many short retrievals,
-  // and now and then one across most of the window.
+  // The first document's length is log-uniform in [min, window]: every scale of reach is
+  // trained equally often. The rest of the window holds documents of log-uniform lengths in
+  // [min, short_length]; the last takes what is left when less than another minimum would
+  // remain.
   const int64_t shortest = passkeys_->min_length();
   std::vector<int64_t> tokens;
   int64_t remaining = seq_len_ + 1;
+  int64_t longest = remaining;
   while (remaining > 0) {
     key = mix64(key + 1);
+    const int64_t upper = std::max(shortest, std::min(longest, remaining));
     int64_t length = static_cast<int64_t>(
         std::exp(std::log(static_cast<double>(shortest)) +
-                 unit(key) * (std::log(static_cast<double>(remaining)) - std::log(static_cast<double>(shortest)))));
+                 unit(key) * (std::log(static_cast<double>(upper)) - std::log(static_cast<double>(shortest)))));
     length = std::clamp(length, shortest, remaining);
     if (remaining - length < shortest) length = remaining;
     const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
     const auto doc = passkeys_->build(length, unit(depth_key), passkey_of_hash(pass_key));
     tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());
     remaining -= length;
+    longest = passkey_short_length_;
   }
   return torch::tensor(tokens, torch::kLong);
 }
 
-void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction) {
+void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length) {
   if (builder && fraction > 0 && seq_len_ + 1 < builder->min_length())
     throw ConfigError("data.passkey_fraction: a passkey document needs at least " + std::to_string(builder->min_length() - 1) +
                       " tokens of this tokenizer; data.seq_len is " + std::to_string(seq_len_));
   passkeys_ = fraction > 0 ? builder : nullptr;
   passkey_fraction_ = fraction;
+  passkey_short_length_ = short_length;
 }
 
 SequentialWindows::SequentialWindows(const TokenShard& shard, int64_t seq_len) : shard_(shard), seq_len_(seq_len) {

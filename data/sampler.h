@@ -20,11 +20,13 @@ class WindowSampler {
   WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t batch_size, uint64_t seed);
   Batch batch(int64_t step, int64_t micro = 0, int64_t rank = 0) const;
   // data.passkey_fraction: each window is, with this probability (drawn like its offset, from
-  // the seed and its place in the run), passkey documents instead: documents of log-uniform
-  // lengths from the shortest possible up to what is left of the window, end to end, each with
-  // a depth uniform in [0, 1] and a key uniform in [10000, 99999]. `builder` outlives the
+  // the seed and its place in the run), passkey documents instead, end to end: first one of
+  // log-uniform length from the shortest possible to the whole window (the reach), then
+  // documents of log-uniform lengths from the shortest to `short_length` until the window is
+  // full (many retrievals per window, from which a small model learns to copy); each with a
+  // depth uniform in [0, 1] and a key uniform in [10000, 99999]. `builder` outlives the
   // sampler. Throws ConfigError when seq_len cannot hold a document.
-  void mix_passkeys(const PasskeyBuilder* builder, double fraction);
+  void mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length);
 
  private:
   const TokenShard& shard_;
@@ -33,6 +35,7 @@ class WindowSampler {
   torch::Tensor passkey_window(uint64_t key) const;  // [seq_len + 1] tokens
   const PasskeyBuilder* passkeys_ = nullptr;
   double passkey_fraction_ = 0;
+  int64_t passkey_short_length_ = 0;
 };
 
 // The windows [i*T, i*T + T] (targets one further) that cover every token of a split once;

@@ -109,19 +109,28 @@ int report_passkey(model::LanguageModel& model, const data::Tokenizer& tokenizer
     out["cells"] = nlohmann::json::array();
     for (const auto& c : cells)
       out["cells"].push_back({{"length", c.length}, {"depth", c.depth}, {"accuracy", c.accuracy()}, {"passed", c.passed},
-                              {"trials", c.trials}});
+                              {"trials", c.trials}, {"token_accuracy", c.token_accuracy()}});
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("checkpoint %s: passkey accuracy, %lld trials per cell (seed %lld); heatmap %s\n\n%10s", ckpt.c_str(),
-              static_cast<long long>(trials), static_cast<long long>(seed), svg.c_str(), "length");
-  for (double d : depths) std::printf(" %7s", ("d=" + std::to_string(d).substr(0, 4)).c_str());
-  std::printf("\n");
-  for (size_t li = 0; li < lengths.size(); ++li) {
-    std::printf("%10lld", static_cast<long long>(lengths[li]));
-    for (size_t di = 0; di < depths.size(); ++di) std::printf(" %6.0f%%", 100 * cells[li * depths.size() + di].accuracy());
+  // One table per measure, lengths as rows and depths as columns.
+  auto table = [&](const char* title, double (train::PasskeyCell::*measure)() const) {
+    std::printf("%s\n%10s", title, "length");
+    for (double d : depths) std::printf(" %7s", ("d=" + std::to_string(d).substr(0, 4)).c_str());
     std::printf("\n");
-  }
+    for (size_t li = 0; li < lengths.size(); ++li) {
+      std::printf("%10lld", static_cast<long long>(lengths[li]));
+      for (size_t di = 0; di < depths.size(); ++di)
+        std::printf(" %6.0f%%", 100 * (cells[li * depths.size() + di].*measure)());
+      std::printf("\n");
+    }
+  };
+  std::printf("checkpoint %s: %lld trials per cell (seed %lld); heatmap %s\n\n", ckpt.c_str(),
+              static_cast<long long>(trials), static_cast<long long>(seed), svg.c_str());
+  table("passkey accuracy (whole keys)", &train::PasskeyCell::accuracy);
+  // A model that is learning to copy gets some of the key's tokens right before whole keys.
+  std::printf("\n");
+  table("answer tokens right", &train::PasskeyCell::token_accuracy);
   return 0;
 }
 

@@ -2,16 +2,18 @@
 # Who reaches how far: trains configs/passkey.yaml once per attention pattern, changing only
 # attention.*, then evaluates each model: passkey accuracy per (length, depth) with its SVG
 # heatmap, the loss by context length and by position, and the run's time per step and peak
-# RSS. Usage: tools/passkey.sh [dense dilated local local_global] (default: all four). Each
-# run lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
-# runs/passkey_<name>.{log,passkey.txt,lengths.txt,positions.txt}.
+# RSS. The runs go one after another, each alone on the machine with the config's threads, so
+# that their times per step are comparable. Usage: tools/passkey.sh [dense dilated local local_global] (default: all four). Each run
+# lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
+# runs/passkey_<name>.{log,svg,passkey.txt,lengths.txt,positions.txt}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/tools/longnet ] || tools/setup.sh --target longnet
 declare -A pattern=(
   [dense]="--set attention.kind=dense"
-  # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 256 rows).
-  [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[256,512,1024,2048,4096] --set attention.dilation_rates=[1,2,4,8,16]"
+  # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 512 rows);
+  # 8 heads cover every offset of the largest rate.
+  [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[512,1024,2048,4096] --set attention.dilation_rates=[1,2,4,8]"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.
@@ -21,13 +23,15 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
 for name in "${names[@]}"; do
   [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, local, local_global)"; exit 1; }
-  out=runs/passkey_$name
+done
+
+run() {  # name: train, then evaluate; prints one summary block
+  local name=$1 out=runs/passkey_$1
   rm -rf "$out"
-  # shellcheck disable=SC2086
-  sets="${pattern[$name]} --set train.out_dir=$out"
+  local sets="${pattern[$name]} --set train.out_dir=$out"
   # shellcheck disable=SC2086
   /usr/bin/time -v build/tools/longnet train configs/passkey.yaml $sets > "$out.log" 2>&1 ||
-    { echo "$name: training failed, see $out.log"; continue; }
+    { echo "$name: training failed, see $out.log"; return 0; }
   # shellcheck disable=SC2086
   build/tools/longnet eval configs/passkey.yaml $sets --passkey --lengths 1024,2048,4096 --trials 20 \
     --svg "$out.svg" > "$out.passkey.txt"
@@ -35,8 +39,13 @@ for name in "${names[@]}"; do
   build/tools/longnet eval configs/passkey.yaml $sets --lengths 256,512,1024,2048,4096,8192 > "$out.lengths.txt"
   # shellcheck disable=SC2086
   build/tools/longnet eval configs/passkey.yaml $sets --by-position > "$out.positions.txt"
-  ms=$(grep -o '[0-9.]* ms/step' "$out.log" | tail -1)
+  local ms rss
+  # The mean of the logged windows (evaluations and checkpoints excluded).
+  ms=$(grep -o '[0-9.]* ms/step' "$out.log" | awk '{ s += $1; n++ } END { printf "%.0f ms/step", s / n }')
   rss=$(grep 'Maximum resident' "$out.log" | grep -o '[0-9]*$')
-  echo "== $name: $ms, peak RSS $((rss / 1024)) MB"
-  cat "$out.passkey.txt" "$out.lengths.txt"
-done
+  { echo "== $name: $ms, peak RSS $((rss / 1024)) MB"
+    cat "$out.passkey.txt" "$out.lengths.txt" "$out.positions.txt"; } > "$out.summary.txt"
+}
+
+for name in "${names[@]}"; do run "$name"; done
+for name in "${names[@]}"; do cat "runs/passkey_$name.summary.txt" 2>/dev/null || true; done

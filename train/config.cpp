@@ -182,6 +182,7 @@ void validate(RunConfig& c) {
   v.require(d.val_fraction > 0 && d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a number in (0, 1)");
   v.require(d.passkey_fraction >= 0 && d.passkey_fraction <= 1, "data.passkey_fraction", d.passkey_fraction,
             "a number in [0, 1]");
+  v.require(d.passkey_short_length >= 1, "data.passkey_short_length", d.passkey_short_length, "an integer >= 1");
   v.require(d.seq_len >= 2, "data.seq_len", d.seq_len, "an integer >= 2");
   v.require(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1");
 

@@ -69,7 +69,12 @@ struct PasskeyCell {
   int64_t length = 0;
   double depth = 0;
   int64_t passed = 0, trials = 0;
+  int64_t tokens_right = 0, answer_tokens = 0;  // the answer's tokens predicted right, of all trials
   double accuracy() const { return trials > 0 ? static_cast<double>(passed) / static_cast<double>(trials) : 0.0; }
+  // The share of answer tokens right: progress that shows before whole keys pass.
+  double token_accuracy() const {
+    return answer_tokens > 0 ? static_cast<double>(tokens_right) / static_cast<double>(answer_tokens) : 0.0;
+  }
 };
 std::vector<PasskeyCell> evaluate_passkey(model::LanguageModel& model, const data::PasskeyBuilder& builder,
                                           const std::vector<int64_t>& lengths, const std::vector<double>& depths,

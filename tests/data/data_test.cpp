@@ -1,6 +1,7 @@
 // Corpus split, SentencePiece tokenizers, token shards and samplers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -268,8 +269,8 @@ TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
   data::PasskeyBuilder builder(*tok);
   const int64_t T = builder.min_length() + 40;
   data::WindowSampler plain(shard, T, 8, 42), mixed(shard, T, 8, 42), again(shard, T, 8, 42);
-  mixed.mix_passkeys(&builder, 0.25);
-  again.mix_passkeys(&builder, 0.25);
+  mixed.mix_passkeys(&builder, 0.25, 256);
+  again.mix_passkeys(&builder, 0.25, 256);
   int64_t documents = 0, rows = 0;
   const auto task = tok->encode("There is an important info");
   for (int64_t step = 0; step < 50; ++step) {
@@ -283,7 +284,47 @@ TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
     }
   }
   EXPECT_NEAR(static_cast<double>(documents) / static_cast<double>(rows), 0.25, 0.07);
-  EXPECT_THROW(data::WindowSampler(shard, 20, 1, 0).mix_passkeys(&builder, 0.5), ConfigError);
+  EXPECT_THROW(data::WindowSampler(shard, 20, 1, 0).mix_passkeys(&builder, 0.5, 256), ConfigError);
+}
+
+// A passkey window: a first document of any length up to the window (the reach), then short
+// documents of at most data.passkey_short_length tokens (the last may take what is left).
+TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
+  std::vector<int32_t> t(5000);
+  for (int i = 0; i < 5000; ++i) t[i] = i % 97;
+  data::TokenShard::write(dir.str("t.bin"), t, 400);
+  data::TokenShard shard(dir.str("t.bin"));
+  data::PasskeyBuilder builder(*tok);
+  const int64_t shortest = builder.min_length(), short_length = shortest + 30, T = 3000;
+  data::WindowSampler sampler(shard, T, 4, 7);
+  sampler.mix_passkeys(&builder, 1.0, short_length);
+  // The task line: what precedes the key sentence at depth 0.
+  const auto first = builder.build(shortest, 0.0, 12345);
+  const std::vector<int> task(first.tokens.begin(), first.tokens.begin() + first.key_begin);
+  ASSERT_GE(task.size(), 3u);
+  int64_t longest_first = 0, windows = 0;
+  for (int64_t step = 0; step < 30; ++step) {
+    const auto b = sampler.batch(step);
+    for (int64_t r = 0; r < 4; ++r, ++windows) {
+      // Document starts: the whole task line.
+      const auto row = torch::cat({b.tokens[r], b.targets[r].narrow(0, T - 1, 1)});
+      const auto* x = row.data_ptr<int64_t>();
+      std::vector<int64_t> starts;
+      const auto n = static_cast<int64_t>(task.size());
+      for (int64_t i = 0; i + n <= T + 1; ++i)
+        if (std::equal(task.begin(), task.end(), x + i)) starts.push_back(i);
+      starts.push_back(T + 1);
+      ASSERT_GE(starts.size(), 2u);
+      EXPECT_EQ(starts[0], 0);
+      longest_first = std::max(longest_first, starts[1]);
+      for (size_t d = 1; d + 1 < starts.size(); ++d) {
+        const int64_t length = starts[d + 1] - starts[d];
+        EXPECT_GE(length, shortest);
+        EXPECT_LT(length, d + 2 == starts.size() ? short_length + shortest : short_length + 1) << "document " << d;
+      }
+    }
+  }
+  EXPECT_GT(longest_first, T / 2) << "the first document reaches across the window now and then";
 }
 
 }  // namespace

@@ -109,6 +109,8 @@ TEST_F(PasskeyScoringTest, AnOracleThatReadsTheKeyPassesEveryTrialAndRandomScore
   for (const auto& c : cells) {
     EXPECT_EQ(c.trials, 5);
     EXPECT_EQ(c.passed, 5) << "length " << c.length << " depth " << c.depth;
+    EXPECT_EQ(c.tokens_right, c.answer_tokens);
+    EXPECT_GE(c.answer_tokens, 5);
   }
   auto random = [&](const torch::Tensor& tokens, const torch::Tensor& positions) {
     return torch::randn({tokens.size(0), positions.size(0), V});
@@ -124,7 +126,11 @@ TEST_F(PasskeyScoringTest, AnOracleThatReadsTheKeyPassesEveryTrialAndRandomScore
     return logits;
   };
   passed = 0;
-  for (const auto& c : train::evaluate_passkey_with(off_by_one, builder, lengths, depths, 5, 1, 2)) passed += c.passed;
+  for (const auto& c : train::evaluate_passkey_with(off_by_one, builder, lengths, depths, 5, 1, 2)) {
+    passed += c.passed;
+    // ... though every answer token but its last is right.
+    EXPECT_EQ(c.tokens_right, c.answer_tokens - c.trials);
+  }
   EXPECT_EQ(passed, 0);
 }
 
