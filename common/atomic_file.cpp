@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common/errors.h"
 
@@ -28,34 +29,67 @@ void fsync_path(const fs::path& path) {
   if (rc != 0) throw DataError(path.string() + ": fsync failed: " + std::strerror(errno));
 }
 
-void write_file_atomic(const fs::path& path, std::string_view bytes) {
-  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  const fs::path tmp = temporary_sibling(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw DataError(tmp.string() + ": cannot create: " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      fs::remove(tmp);
-      throw DataError(path.string() + ": write failed: " + why);
+AtomicWriter::AtomicWriter(fs::path path) : path_(std::move(path)), tmp_(temporary_sibling(path_)) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw DataError(path_.string() + ": cannot create " + tmp_.filename().string() + ": " + std::strerror(errno));
+}
+
+AtomicWriter::~AtomicWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove(tmp_, ec);
+  }
+}
+
+void AtomicWriter::write(const void* data, size_t n) {
+  checksum_.add(data, n);
+  const char* p = static_cast<const char*>(data);
+  while (n > 0 && error_ == 0) {
+    const ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno != EINTR) error_ = errno;
+      continue;
     }
-    done += static_cast<size_t>(n);
+    if (w == 0) error_ = EIO;  // no progress and no errno: do not spin
+    p += w;
+    n -= static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    fs::remove(tmp);
-    throw DataError(path.string() + ": fsync failed: " + std::strerror(errno));
-  }
+}
+
+void AtomicWriter::fail(const std::string& what, int error) {
+  ::close(fd_);
+  fd_ = -1;
   std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw DataError(path.string() + ": rename failed: " + ec.message());
+  fs::remove(tmp_, ec);
+  throw DataError(path_.string() + ": " + what + ": " + std::strerror(error));
+}
+
+void AtomicWriter::commit() {
+  if (error_ != 0) fail("write failed", error_);
+  if (::fsync(fd_) != 0) fail("fsync failed", errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {  // some filesystems report a failed write only here
+    const int error = errno;
+    std::error_code ec;
+    fs::remove(tmp_, ec);
+    throw DataError(path_.string() + ": close failed: " + std::strerror(error));
   }
-  fsync_path(dir);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int error = errno;
+    std::error_code ec;
+    fs::remove(tmp_, ec);
+    throw DataError(path_.string() + ": rename failed: " + std::strerror(error));
+  }
+  committed_ = true;
+  fsync_path(path_.parent_path().empty() ? fs::path(".") : path_.parent_path());
+}
+
+void write_file_atomic(const fs::path& path, std::string_view bytes) {
+  AtomicWriter w(path);
+  w.write(bytes.data(), bytes.size());
+  w.commit();
 }
 
 std::string read_file(const fs::path& path) {

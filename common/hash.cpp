@@ -1,5 +1,8 @@
 #include "common/hash.h"
 
+#define XXH_INLINE_ALL  // the functions compiled here, from Debian's libxxhash-dev header
+#include <xxhash.h>
+
 #include <cstdio>
 
 namespace longnet::data {
@@ -20,11 +23,26 @@ ContentHash& ContentHash::add(uint64_t value) {
   return add(std::string_view(buf, 8));
 }
 
-std::string ContentHash::hex() const {
+std::string ContentHash::hex() const { return hex64(state_); }
+
+std::string hex64(uint64_t value) {
   char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(state_));
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(value));
   return buf;
 }
+
+uint64_t checksum64(const void* data, size_t n) { return XXH3_64bits(data, n); }
+
+struct Checksum::State {
+  XXH3_state_t xxh;
+};
+
+Checksum::Checksum() : state_(std::make_unique<State>()) { XXH3_64bits_reset(&state_->xxh); }
+Checksum::~Checksum() = default;
+Checksum::Checksum(Checksum&&) noexcept = default;
+Checksum& Checksum::operator=(Checksum&&) noexcept = default;
+void Checksum::add(const void* data, size_t n) { XXH3_64bits_update(&state_->xxh, data, n); }
+uint64_t Checksum::value() const { return XXH3_64bits_digest(&state_->xxh); }
 
 uint64_t mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;

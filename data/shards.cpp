@@ -22,7 +22,7 @@ namespace longnet::data {
 namespace {
 
 constexpr char kMagic[8] = {'L', 'N', 'T', 'O', 'K', 'E', 'N', 'S'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: the tokens' checksum in the header
 
 struct Header {
   char magic[8];
@@ -30,7 +30,8 @@ struct Header {
   uint32_t width;  // bytes per token: 2 or 4
   uint64_t count;
   uint64_t vocab_size;
-  unsigned char reserved[32];
+  uint64_t checksum;  // checksum64 of the token bytes after the header
+  unsigned char reserved[24];
 };
 static_assert(sizeof(Header) == 64, "shard header is 64 bytes");
 
@@ -62,7 +63,7 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   map_len_ = static_cast<size_t>(st.st_size);
   if (map_len_ < sizeof(Header)) {
     ::close(fd);
-    throw DataError(path + ": token shard is truncated (" + std::to_string(map_len_) + " bytes); delete it and run `longnet prepare CONFIG`");
+    throw DataError(path + ": token shard is truncated (" + std::to_string(map_len_) + " bytes)");
   }
   map_ = ::mmap(nullptr, map_len_, PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);
@@ -70,14 +71,24 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
     map_ = nullptr;
     throw DataError(path + ": cannot map token shard");
   }
+  // A constructor that throws runs no destructor: unmap before refusing.
+  auto refuse = [&](const std::string& why) {
+    ::munmap(map_, map_len_);
+    map_ = nullptr;
+    throw DataError(path + ": " + why);
+  };
   Header h;
   std::memcpy(&h, map_, sizeof(h));
   if (std::memcmp(h.magic, kMagic, 8) != 0 || h.version != kVersion || (h.width != 2 && h.width != 4))
-    throw DataError(path + ": not a longnet token shard of version " + std::to_string(kVersion) + "; delete it and run `longnet prepare CONFIG`");
-  if (sizeof(Header) + h.count * h.width != map_len_)
-    throw DataError(path + ": token shard is truncated (header says " + std::to_string(h.count) +
-                    " tokens); delete it and run `longnet prepare CONFIG`");
+    refuse("not a longnet token shard of version " + std::to_string(kVersion));
+  // count is read from the file: compare without overflowing (a header may claim 2^63 tokens).
+  if (h.count > (map_len_ - sizeof(Header)) / h.width || sizeof(Header) + h.count * h.width != map_len_)
+    refuse("token shard is truncated or padded (header says " + std::to_string(h.count) + " tokens of " +
+           std::to_string(h.width) + " bytes, the file holds " + std::to_string(map_len_ - sizeof(Header)) +
+           " bytes after its header)");
   data_ = static_cast<const unsigned char*>(map_) + sizeof(Header);
+  if (checksum64(data_, map_len_ - sizeof(Header)) != h.checksum)
+    refuse("token shard is corrupt (its checksum does not match: changed after it was written)");
   count_ = static_cast<int64_t>(h.count);
   width_ = h.width;
 }
@@ -135,6 +146,8 @@ void TokenShard::write(const std::string& path, const std::vector<int32_t>& toke
       std::memcpy(dst + 4 * i, &t, 4);
     }
   }
+  h.checksum = checksum64(dst, tokens.size() * h.width);
+  std::memcpy(bytes.data(), &h, sizeof(h));
   write_file_atomic(path, bytes);
 }
 
@@ -142,9 +155,10 @@ Shards prepare_shards(const DataOptions& options, const Corpus& corpus, const To
   const std::string key = ContentHash().add(corpus.fingerprint).add(tokenizer.serialized()).add(kVersion).hex();
   const fs::path dir = fs::path(options.cache_dir) / key;
   const fs::path meta_path = dir / "meta.json";
-  if (!fs::exists(meta_path)) {
+  auto build = [&] {
     spdlog::info("tokenizing {} train and {} validation documents into {}", corpus.train.size(), corpus.val.size(), dir.string());
     std::error_code ec;
+    fs::remove(meta_path, ec);  // the entry is incomplete until meta.json is written again
     fs::create_directories(dir, ec);
     if (ec) throw DataError("data.cache_dir: cannot create '" + dir.string() + "': " + ec.message());
     const auto train = encode_documents(corpus.train, tokenizer);
@@ -157,20 +171,31 @@ Shards prepare_shards(const DataOptions& options, const Corpus& corpus, const To
                            {"train_documents", corpus.train.size()}, {"val_documents", corpus.val.size()},
                            {"vocab_size", tokenizer.vocab_size()}, {"tokenizer", tokenizer.path()}};
     write_file_atomic(meta_path, meta.dump(2) + "\n");
+  };
+  // A complete entry whose files are unreadable, truncated or changed since (each shard carries
+  // its size and checksum) is a cache: it is rebuilt, once, saying why.
+  auto open = [&] {
+    const auto meta = nlohmann::json::parse(read_file(meta_path), nullptr, /*allow_exceptions=*/false);
+    if (!meta.is_object()) throw DataError(meta_path.string() + ": unreadable");
+    Shards shards;
+    shards.dir = dir.string();
+    shards.train = TokenShard((dir / "train.bin").string());
+    shards.val = TokenShard((dir / "val.bin").string());
+    shards.train_bytes = meta.value("train_bytes", int64_t{0});
+    shards.val_bytes = meta.value("val_bytes", int64_t{0});
+    return shards;
+  };
+  if (!fs::exists(meta_path)) {
+    build();
+    return open();
   }
-  nlohmann::json meta;
   try {
-    meta = nlohmann::json::parse(read_file(meta_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(meta_path.string() + ": unreadable (" + e.what() + "); delete " + dir.string() + " and run `longnet prepare CONFIG`");
+    return open();
+  } catch (const DataError& e) {
+    spdlog::warn("{}; rebuilding the cached token shards", e.what());
   }
-  Shards shards;
-  shards.dir = dir.string();
-  shards.train = TokenShard((dir / "train.bin").string());
-  shards.val = TokenShard((dir / "val.bin").string());
-  shards.train_bytes = meta.value("train_bytes", int64_t{0});
-  shards.val_bytes = meta.value("val_bytes", int64_t{0});
-  return shards;
+  build();
+  return open();
 }
 
 }  // namespace longnet::data

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 #include <c10/util/Exception.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +15,9 @@
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %v");
+  // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which our writers report
+  // with the path and keep the last whole file, instead of the signal killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   longnet::attention::register_builtin_kernels();
   if (argc >= 2 && !std::strcmp(argv[1], "--version")) {
     std::fputs(longnet::train::version_text().c_str(), stdout);

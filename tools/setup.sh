@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 python3-venv
-          libyaml-cpp-dev libspdlog-dev libsentencepiece-dev libgtest-dev nlohmann-json3-dev libcli11-dev
+          libyaml-cpp-dev libspdlog-dev libsentencepiece-dev libgtest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
           python3.11-doc)     # the default corpus: the Python 3.11 documentation sources
 
 missing=()

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "common/atomic_file.h"
 #include "common/errors.h"
+#include "common/hash.h"
 #include "train/config.h"
 
 namespace longnet::train {
@@ -42,49 +44,98 @@ void set_rng_state(const torch::Tensor& state) {
   throw CheckpointError(file.string() + ": " + why);
 }
 
-}  // namespace
+// An archive streamed into `path` through an AtomicWriter: a failed write is reported by our
+// writer after LibTorch's has finished, never from inside it.
+uint64_t save_archive(torch::serialize::OutputArchive& archive, const fs::path& path) {
+  data::AtomicWriter w(path);
+  archive.save_to([&w](const void* bytes, size_t n) { return w.sink(bytes, n); });
+  w.commit();
+  return w.checksum();
+}
 
-std::string save_checkpoint(const std::string& dir, const RunConfig& config, model::LanguageModel& model,
-                            torch::optim::AdamW& optimizer, const TrainState& state, int64_t keep_last) {
-  const fs::path root(dir);
-  fs::create_directories(root);
-  const std::string name = step_name(state.step);
-  const fs::path final_path = root / name;
-  const fs::path tmp = data::temporary_sibling(final_path);
-  fs::create_directories(tmp);
+uint64_t save_text(const fs::path& path, const std::string& text) {
+  data::write_file_atomic(path, text);
+  return data::checksum64(text.data(), text.size());
+}
 
+uint64_t file_checksum(const fs::path& path) {
+  const std::string bytes = data::read_file(path);
+  return data::checksum64(bytes.data(), bytes.size());
+}
+
+// The checkpoint's files into `tmp` (a fresh folder), manifest last (each file's size and
+// checksum): a folder without one was never finished.
+void write_checkpoint_files(const fs::path& tmp, const RunConfig& config, model::LanguageModel& model,
+                            torch::optim::AdamW& optimizer, const TrainState& state) {
+  std::map<std::string, uint64_t> sums;
   {
     torch::serialize::OutputArchive archive;
     // On the CPU, so that a checkpoint of a GPU run loads anywhere.
     for (const auto& p : model->named_parameters()) archive.write(p.key(), p.value().to(torch::kCPU));
     for (const auto& b : model->named_buffers()) archive.write(b.key(), b.value().to(torch::kCPU), /*is_buffer=*/true);
-    archive.save_to((tmp / "model.pt").string());
+    sums["model.pt"] = save_archive(archive, tmp / "model.pt");
   }
   {
     torch::serialize::OutputArchive archive;
     optimizer.save(archive);
-    archive.save_to((tmp / "optimizer.pt").string());
+    sums["optimizer.pt"] = save_archive(archive, tmp / "optimizer.pt");
   }
   {
     torch::serialize::OutputArchive archive;
     archive.write("cpu", rng_state());
-    archive.save_to((tmp / "rng.pt").string());
+    sums["rng.pt"] = save_archive(archive, tmp / "rng.pt");
   }
-  data::write_file_atomic(tmp / "config.yaml", to_yaml(config));
-  const nlohmann::json st = {{"format", kCheckpointFormat}, {"step", state.step}, {"tokens_seen", state.tokens_seen}};
-  data::write_file_atomic(tmp / "state.json", st.dump(2) + "\n");
-  nlohmann::json manifest = {{"format", kCheckpointFormat}, {"files", nlohmann::json::object()}};
+  sums["config.yaml"] = save_text(tmp / "config.yaml", to_yaml(config));
+  const nlohmann::json st = {{"format", kCheckpointFormat}, {"step", state.step}, {"tokens_seen", state.tokens_seen},
+                             {"lr_scale", state.lr_scale}, {"skipped", state.skipped}};
+  sums["state.json"] = save_text(tmp / "state.json", st.dump(2) + "\n");
+  nlohmann::json manifest = {{"format", kCheckpointFormat}, {"files", nlohmann::json::object()},
+                             {"checksums", nlohmann::json::object()}};
   for (const auto& f : kFiles) {
-    data::fsync_path(tmp / f);
     manifest["files"][f] = fs::file_size(tmp / f);
+    manifest["checksums"][f] = data::hex64(sums.at(f));
   }
-  // The manifest is written last: a directory without one was never finished.
   data::write_file_atomic(tmp / "manifest.json", manifest.dump(2) + "\n");
   data::fsync_path(tmp);
-  if (fs::exists(final_path)) fs::remove_all(final_path);  // same step written again after a resume
-  fs::rename(tmp, final_path);
-  data::fsync_path(root);
-  data::write_file_atomic(root / "latest", name + "\n");
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const RunConfig& config, model::LanguageModel& model,
+                            torch::optim::AdamW& optimizer, const TrainState& state, int64_t keep_last) {
+  const fs::path root(dir);
+  const std::string name = step_name(state.step);
+  const fs::path final_path = root / name;
+  const fs::path tmp = data::temporary_sibling(final_path);
+  // Never a checkpoint of a diverged model: a later run would resume into the same NaNs.
+  for (const auto& p : model->named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw Error("checkpoint of step " + std::to_string(state.step) + " not written: parameter '" + p.key() +
+                  "' is not finite; the last whole checkpoint is kept");
+  // A checkpoint that cannot be written whole (a full disk, a file-size limit, an I/O error)
+  // leaves no folder behind and `latest` where it was: the run stops with one line.
+  try {
+    fs::create_directories(root);
+    fs::create_directories(tmp);
+    write_checkpoint_files(tmp, config, model, optimizer, state);
+    if (fs::exists(final_path)) fs::remove_all(final_path);  // same step written again after a resume
+    fs::rename(tmp, final_path);
+    data::fsync_path(root);
+    data::write_file_atomic(root / "latest", name + "\n");
+  } catch (const std::exception& e) {  // DataError from our writers, filesystem_error from fs::
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    const auto* fs_error = dynamic_cast<const fs::filesystem_error*>(&e);
+    std::string why = fs_error ? fs_error->path1().string() + ": " + fs_error->code().message() : e.what();
+    for (size_t at; (at = why.find(tmp.string())) != std::string::npos;) why.replace(at, tmp.string().size(), final_path.string());
+    std::string kept = "there is no earlier checkpoint";
+    if (fs::exists(root / "latest", ec)) {
+      std::string last = data::read_file(root / "latest");
+      while (!last.empty() && (last.back() == '\n' || last.back() == ' ')) last.pop_back();
+      kept = "the last whole checkpoint, " + (root / last).string() + ", is kept and a later run resumes from it";
+    }
+    throw CheckpointError("checkpoint of step " + std::to_string(state.step) + " not written: " + why + "; " + kept);
+  }
 
   std::vector<fs::path> steps;
   for (const auto& e : fs::directory_iterator(root))
@@ -95,16 +146,60 @@ std::string save_checkpoint(const std::string& dir, const RunConfig& config, mod
   return final_path.string();
 }
 
+std::string checkpoint_problem(const std::string& path) {
+  const fs::path dir(path);
+  if (!fs::is_directory(dir)) return dir.string() + ": not a checkpoint directory";
+  const fs::path manifest_path = dir / "manifest.json";
+  if (!fs::exists(manifest_path)) return manifest_path.string() + ": missing: the checkpoint was never completed";
+  const auto manifest = nlohmann::json::parse(data::read_file(manifest_path), nullptr, false);
+  const std::string unreadable =
+      manifest_path.string() + ": unreadable or of another format (expected format " + std::to_string(kCheckpointFormat) + ")";
+  try {
+    if (!manifest.is_object() || manifest.value("format", -1) != kCheckpointFormat || !manifest.contains("files") ||
+        !manifest.at("files").is_object())
+      return unreadable;
+    const auto& files = manifest.at("files");
+    // Checkpoints written before checksums were kept have sizes only.
+    const auto sums = manifest.value("checksums", nlohmann::json::object());
+    for (const auto& f : kFiles) {
+      const fs::path file = dir / f;
+      if (!fs::exists(file)) return file.string() + ": missing from the checkpoint";
+      const auto expected = files.value(f, uintmax_t{0});
+      const auto actual = fs::file_size(file);
+      if (actual != expected)
+        return file.string() + ": truncated or modified: " + std::to_string(actual) + " bytes, the manifest says " +
+               std::to_string(expected);
+      if (sums.is_object() && sums.contains(f) && sums.at(f) != data::hex64(file_checksum(file)))
+        return file.string() + ": corrupt: its checksum differs from the manifest's";
+    }
+  } catch (const nlohmann::json::exception&) {  // a field of the wrong type
+    return unreadable;
+  }
+  return "";
+}
+
 std::optional<std::string> latest_checkpoint(const std::string& dir) {
   const fs::path latest = fs::path(dir) / "latest";
   if (!fs::exists(latest)) return std::nullopt;
   std::string name = data::read_file(latest);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   const fs::path path = fs::path(dir) / name;
-  if (name.empty() || !fs::is_directory(path))
-    refuse(latest, "points at '" + name + "', which is not a checkpoint directory (delete " + latest.string() +
-                       " to start over, or point it at an existing step_* folder)");
-  return path.string();
+  const std::string problem = name.empty() || !fs::is_directory(path)
+                                  ? latest.string() + " points at '" + name + "', which is not a checkpoint directory"
+                                  : checkpoint_problem(path.string());
+  if (problem.empty()) return path.string();
+  // The newest whole one before it, saying so; none: refuse rather than start over.
+  std::vector<fs::path> steps;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0 && e.path().filename() != name)
+      steps.push_back(e.path());
+  std::sort(steps.rbegin(), steps.rend());
+  for (const auto& s : steps)
+    if (checkpoint_problem(s.string()).empty()) {
+      spdlog::warn("{}; using {}, the newest whole checkpoint, instead", problem, s.string());
+      return s.string();
+    }
+  throw CheckpointError(problem + "; no other whole checkpoint under " + dir + " (delete " + dir + " to start over)");
 }
 
 std::string checkpoint_config(const std::string& path) {
@@ -117,20 +212,7 @@ std::string checkpoint_config(const std::string& path) {
 TrainState load_checkpoint(const std::string& path, model::LanguageModel& model, torch::optim::AdamW* optimizer) {
   const fs::path dir(path);
   if (!fs::is_directory(dir)) refuse(dir, "not a checkpoint directory");
-  const fs::path manifest_path = dir / "manifest.json";
-  if (!fs::exists(manifest_path)) refuse(manifest_path, "missing: the checkpoint was never completed (use another step_* folder)");
-  const auto manifest = nlohmann::json::parse(data::read_file(manifest_path), nullptr, false);
-  if (!manifest.is_object() || manifest.value("format", -1) != kCheckpointFormat)
-    refuse(manifest_path, "unreadable or of another format (expected format " + std::to_string(kCheckpointFormat) + ")");
-  for (const auto& f : kFiles) {
-    const fs::path file = dir / f;
-    if (!fs::exists(file)) refuse(file, "missing from the checkpoint");
-    const auto expected = manifest["files"].value(f, uintmax_t{0});
-    const auto actual = fs::file_size(file);
-    if (actual != expected)
-      refuse(file, "truncated or modified: " + std::to_string(actual) + " bytes, the manifest says " + std::to_string(expected));
-  }
-
+  if (const auto problem = checkpoint_problem(path); !problem.empty()) throw CheckpointError(problem);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from((dir / "model.pt").string(), torch::Device(torch::kCPU));
@@ -166,7 +248,12 @@ TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
   }
   const auto st = nlohmann::json::parse(data::read_file(dir / "state.json"), nullptr, false);
   if (!st.is_object() || !st.contains("step")) refuse(dir / "state.json", "unreadable");
-  return {st.value("step", int64_t{0}), st.value("tokens_seen", int64_t{0})};
+  TrainState state;
+  state.step = st.value("step", int64_t{0});
+  state.tokens_seen = st.value("tokens_seen", int64_t{0});
+  state.lr_scale = st.value("lr_scale", 1.0);
+  state.skipped = st.value("skipped", int64_t{0});
+  return state;
 }
 
 }  // namespace longnet::train

@@ -16,6 +16,8 @@ constexpr int kCheckpointFormat = 1;
 struct TrainState {
   int64_t step = 0;         // optimizer steps completed; also the data position
   int64_t tokens_seen = 0;  // training tokens consumed
+  double lr_scale = 1.0;    // the schedule's learning rate times this (lowered by each rollback)
+  int64_t skipped = 0;      // updates skipped for a non-finite loss or gradient (train.on_nonfinite)
 };
 
 // Writes checkpoint `step` under dir (= <out_dir>/checkpoints), moves `latest` to it and
@@ -23,14 +25,20 @@ struct TrainState {
 std::string save_checkpoint(const std::string& dir, const RunConfig& config, model::LanguageModel& model,
                             torch::optim::AdamW& optimizer, const TrainState& state, int64_t keep_last);
 
-// The checkpoint `latest` points at under dir, or nullopt when there is none.
+// The checkpoint `latest` points at under dir, or nullopt when there is none. When that one is
+// not whole (checkpoint_problem), the newest whole step_* folder instead, with a warning;
+// throws CheckpointError when there is none.
 std::optional<std::string> latest_checkpoint(const std::string& dir);
+
+// Why checkpoint `path` is not whole ("" when it is): its manifest missing or unreadable, a
+// file missing, or a file whose size or checksum differs from the manifest's; names the file.
+std::string checkpoint_problem(const std::string& path);
 
 // The resolved config stored in a checkpoint (YAML text). Throws CheckpointError.
 std::string checkpoint_config(const std::string& path);
 
 // Restores model (and optimizer and RNG when given) from checkpoint `path`. Checks the format,
-// every file's size against the manifest, and every parameter's name and shape; throws
+// every file's size and checksum against the manifest, and every parameter's name and shape; throws
 // CheckpointError naming the file and what differs.
 TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
                            torch::optim::AdamW* optimizer);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/errors.h"
@@ -126,13 +127,36 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& 
   return gloo_group(env, rendezvous(env, timeout), env.rank, env.world_size, timeout);
 }
 
+const char* name_of(Phase phase) {
+  switch (phase) {
+    case Phase::kForwardBackward: return "forward and backward";
+    case Phase::kGradientAllReduce: return "the gradient all-reduce";
+    case Phase::kEvaluation: return "evaluation";
+    case Phase::kCheckpointBarrier: return "the checkpoint barrier";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int64_t kPhases = 4;
+
+std::string describe_progress(int64_t progress) {
+  if (progress < 0) return "before the first step";
+  return "at step " + std::to_string(progress / kPhases + 1) + " in " + name_of(static_cast<Phase>(progress % kPhases));
+}
+
+}  // namespace
+
 Heartbeat::Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size)
     : store_(std::move(store)), rank_(rank), world_size_(world_size) {
   thread_ = std::thread([this] {
-    const std::string key = "heartbeat/" + std::to_string(rank_);
+    const std::string beat = "heartbeat/" + std::to_string(rank_), where = "progress/" + std::to_string(rank_);
     while (!stop_) {
       try {
-        store_->add(key, 1);
+        const std::string p = std::to_string(progress_.load());
+        store_->set(where, std::vector<uint8_t>(p.begin(), p.end()));
+        store_->add(beat, 1);
       } catch (const std::exception&) {
         return;  // the store is gone (rank 0 exited): nothing left to tell
       }
@@ -145,6 +169,8 @@ Heartbeat::~Heartbeat() {
   stop_ = true;
   thread_.join();
 }
+
+void Heartbeat::at(int64_t step, Phase phase) { progress_ = step * kPhases + static_cast<int64_t>(phase); }
 
 std::string Heartbeat::diagnose() const {
   auto read = [&] {
@@ -159,8 +185,26 @@ std::string Heartbeat::diagnose() const {
     std::string dead;
     for (int r = 0; r < world_size_; ++r)
       if (r != rank_ && after[r] == before[r]) dead += (dead.empty() ? "rank " : " and rank ") + std::to_string(r);
-    if (dead.empty()) return "every rank is alive: one hung or is too slow for distributed.timeout_s";
-    return dead + (dead.find(" and ") == std::string::npos ? " stopped" : " stopped") + " (no heartbeat for 3 s)";
+    if (!dead.empty()) return dead + " stopped (no heartbeat for 3 s)";
+    // Every rank beats: the ones furthest behind are where the run hangs.
+    std::vector<int64_t> progress;
+    for (int r = 0; r < world_size_; ++r) {
+      if (r == rank_) {
+        progress.push_back(progress_.load());
+        continue;
+      }
+      const auto bytes = store_->get("progress/" + std::to_string(r));
+      progress.push_back(std::stoll(std::string(bytes.begin(), bytes.end())));
+    }
+    const int64_t least = *std::min_element(progress.begin(), progress.end());
+    std::string behind, ahead;
+    for (int r = 0; r < world_size_; ++r)
+      if (progress[r] == least) behind += (behind.empty() ? "rank " : " and rank ") + std::to_string(r);
+      else if (ahead.empty()) ahead = "rank " + std::to_string(r) + " is " + describe_progress(progress[r]);
+    if (ahead.empty())
+      return "every rank is alive and " + describe_progress(least) + ": one is too slow for distributed.timeout_s";
+    return "every rank is alive; " + behind + (behind.find(" and ") == std::string::npos ? " is" : " are") +
+           " behind: " + describe_progress(least) + ", while " + ahead;
   } catch (const std::exception&) {
     return "rank 0 stopped (the rendezvous store it hosts is gone)";
   }

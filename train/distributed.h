@@ -33,20 +33,30 @@ DistributedEnv distributed_env();
 // instead of hanging on a dead peer.
 c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(const DistributedEnv& env, std::chrono::milliseconds timeout);
 
+// Where a rank is in a training step, in the order a step passes through them.
+enum class Phase { kForwardBackward, kGradientAllReduce, kEvaluation, kCheckpointBarrier };
+const char* name_of(Phase phase);
+
 // Every rank bumps a counter of its own in the rendezvous store once a second, from a thread
-// of its own. After a collective failed, the ranks whose counter stands still are the dead
-// ones (a counter, not a clock: the hosts' clocks need not agree).
+// of its own, and publishes with it where the training thread last said it was (step and
+// phase). After a collective failed, the ranks whose counter stands still are the dead ones (a
+// counter, not a clock: the hosts' clocks need not agree); when every rank still beats, the
+// ones behind the others (an earlier step or phase) are where it hangs.
 class Heartbeat {
  public:
   Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size);
   ~Heartbeat();
-  // "rank 1 and rank 3 stopped (no heartbeat for 3 s)", or that every rank still beats, or that
-  // the store itself (on rank 0) is gone; takes about 3 seconds.
+  // Called by the training thread; cheap (no store access: the beat thread publishes it).
+  void at(int64_t step, Phase phase);
+  // "rank 1 and rank 3 stopped (no heartbeat for 3 s)"; or, every rank beating, "rank 1 is
+  // behind: at step 6 in forward and backward, while rank 0 is at step 6 in the gradient
+  // all-reduce"; or that the store itself (on rank 0) is gone. Takes about 3 seconds.
   std::string diagnose() const;
 
  private:
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, world_size_;
+  std::atomic<int64_t> progress_{-1};  // step * 4 + phase; -1: not in a step yet
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

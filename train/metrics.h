@@ -13,7 +13,9 @@ class MetricsLog {
   // run that stopped after its last checkpoint), rewriting the file atomically; -1 starts anew.
   MetricsLog(const std::string& path, int64_t resume_step);
   ~MetricsLog();
-  void write(const nlohmann::json& record);  // one line, flushed
+  void write(const nlohmann::json& record);  // one line, flushed; DataError when it cannot be
+  // Drops the lines of steps after `step` (a rollback to that step's checkpoint).
+  void rewind(int64_t step);
 
  private:
   std::FILE* file_ = nullptr;

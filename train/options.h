@@ -2,11 +2,30 @@
 // Typed options of the trainer (YAML section `train:`) and the whole resolved run config.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/options.h"
 #include "model/options.h"
 
 namespace longnet::train {
+
+// train.on_nonfinite: what a step whose loss or gradient norm is NaN or infinite does: stop
+// the run (no update is made), skip the update (train.max_skips in a row at most), or roll back
+// to the last whole checkpoint with the learning rate times train.rollback_lr_factor.
+enum class OnNonfinite { kStop, kSkip, kRollback };
+inline const std::vector<std::string>& choices(OnNonfinite) {
+  static const std::vector<std::string> names = {"stop", "skip", "rollback"};
+  return names;
+}
+inline const std::string& name_of(OnNonfinite v) { return choices(v).at(static_cast<size_t>(v)); }
+inline bool parse(const std::string& name, OnNonfinite& out) {
+  for (size_t i = 0; i < choices(out).size(); ++i)
+    if (choices(out)[i] == name) {
+      out = static_cast<OnNonfinite>(i);
+      return true;
+    }
+  return false;
+}
 
 struct TrainOptions {
   int64_t steps = 1000;          // optimizer steps
@@ -30,6 +49,14 @@ struct TrainOptions {
   model::Precision precision = model::Precision::kFloat32;  // float32 | bfloat16 (autocast, model/precision.h)
   model::CheckpointPolicy activation_checkpointing;  // none | blocks | {every_k: N}
   std::string out_dir = "runs/default";
+  OnNonfinite on_nonfinite = OnNonfinite::kStop;
+  int64_t max_skips = 5;              // skip: this many non-finite steps in a row stop the run
+  double rollback_lr_factor = 0.5;    // rollback: the learning rate is multiplied by this each time
+  // Tests only, not a YAML key (train_fields does not list it, so no config can set it): the
+  // step (1-based) whose gradients and loss are made NaN, once; and a rank that sleeps for
+  // stall_ms inside the forward and backward of step stall_at_step (set on that rank only).
+  int64_t nonfinite_at_step = 0;
+  int64_t stall_at_step = 0, stall_ms = 0;
 };
 
 // YAML section `distributed:`; used when the process runs under launch / torchrun.
@@ -65,6 +92,9 @@ void train_fields(O& o, F&& f) {
   f("precision", o.precision);
   f("activation_checkpointing", o.activation_checkpointing);
   f("out_dir", o.out_dir);
+  f("on_nonfinite", o.on_nonfinite);
+  f("max_skips", o.max_skips);
+  f("rollback_lr_factor", o.rollback_lr_factor);
 }
 
 template <typename O, typename F>

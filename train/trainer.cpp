@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "common/errors.h"
 #include "data/sampler.h"
@@ -132,9 +133,17 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   // A collective that fails (a peer died, or hung past distributed.timeout_s) ends the run here,
   // before the step's checkpoint, with the ranks that stopped named.
   try {
+    int64_t poison_at = opt.nonfinite_at_step;  // tests only (TrainOptions), once
+    int64_t skipped_in_a_row = 0;
+    // Where this rank is, for the heartbeat's report when a collective times out.
+    auto mark = [&](Phase phase) {
+      if (groups.heartbeat) groups.heartbeat->at(state.step, phase);
+    };
     while (state.step < opt.steps) {
       const int64_t step = state.step;
-      const double lr = learning_rate(opt, step);
+      mark(Phase::kForwardBackward);
+      if (opt.stall_at_step == step + 1) std::this_thread::sleep_for(std::chrono::milliseconds(opt.stall_ms));
+      const double lr = learning_rate(opt, step) * state.lr_scale;
       set_learning_rate(*optimizer, lr);
       if (sync) sync->zero();
       else optimizer->zero_grad();
@@ -153,8 +162,15 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
         step_loss += l.item<double>();
       }
       if (sync) {
+        mark(Phase::kGradientAllReduce);
         sync->finish();
         step_loss = all_reduce_loss(*group, step_loss, device);
+      }
+      if (poison_at == step + 1) {
+        poison_at = 0;
+        step_loss = NAN;
+        for (const auto& p : params)
+          if (p.grad().defined()) p.grad().fill_(NAN);
       }
       double grad_norm;
       if (opt.grad_clip > 0) {
@@ -165,13 +181,48 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
           if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
         grad_norm = std::sqrt(sq);
       }
-      optimizer->step();
+      // train.on_nonfinite. The loss and the norm are the same on every rank (both reduced), so
+      // every rank takes the same branch.
+      const bool finite = std::isfinite(step_loss) && std::isfinite(grad_norm);
+      if (!finite) {
+        const std::string what = fmt::format("step {}: loss {}, gradient norm {}", step + 1, step_loss, grad_norm);
+        if (opt.on_nonfinite == OnNonfinite::kStop)
+          throw Error(fmt::format("training diverged at {} (no update made; lower train.lr or raise train.warmup_steps, "
+                                  "or set train.on_nonfinite: skip or rollback)", what));
+        if (opt.on_nonfinite == OnNonfinite::kRollback) {
+          const auto back = latest_checkpoint(ckpt_dir);
+          if (!back)
+            throw Error(fmt::format("training diverged at {}: train.on_nonfinite is rollback but {} holds no checkpoint",
+                                    what, ckpt_dir));
+          const double scale = state.lr_scale * opt.rollback_lr_factor;
+          state = load_checkpoint(*back, model, optimizer.get());
+          state.lr_scale = scale;
+          if (lead) {
+            spdlog::warn("{} is not finite: rolled back to {} (step {}), learning rate now x{:.4g}", what, *back,
+                         state.step, scale);
+            metrics->rewind(state.step);
+            metrics->write({{"step", state.step}, {"rollback_from", step + 1}, {"lr_scale", scale}});
+          }
+          skipped_in_a_row = 0;
+          t_window = std::chrono::steady_clock::now();
+          window_steps = 0;
+          continue;
+        }
+        ++skipped_in_a_row;
+        ++state.skipped;
+        if (skipped_in_a_row > opt.max_skips)
+          throw Error(fmt::format("training diverged: {} steps in a row were not finite (more than train.max_skips = {}), "
+                                  "the last {}", skipped_in_a_row, opt.max_skips, what));
+        if (lead) spdlog::warn("{} is not finite: update skipped ({} in a row, {} in all)", what, skipped_in_a_row, state.skipped);
+        if (sync) sync->zero();
+        else optimizer->zero_grad();
+      } else {
+        skipped_in_a_row = 0;
+        optimizer->step();
+      }
       state.step += 1;
       state.tokens_seen += tokens_per_step;
       loss = step_loss;
-      if (!std::isfinite(loss))
-        throw Error(fmt::format("training diverged at step {}: loss is {} (lower train.lr or raise train.warmup_steps)",
-                                state.step, loss));
       ++window_steps;
 
       const bool last = state.step == opt.steps;
@@ -186,11 +237,13 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
                      format_duration(step_s * static_cast<double>(opt.steps - state.step)));
         record = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
                   {"tokens_per_s", tok_s}, {"ms_per_step", 1e3 * step_s}, {"tokens_seen", state.tokens_seen}};
+        if (state.skipped > 0) record["skipped"] = state.skipped;
         t_window = now;
         window_steps = 0;
       }
       const bool evaluate = (opt.eval_every > 0 && state.step % opt.eval_every == 0) || last;
       double val = NAN;
+      if (evaluate) mark(Phase::kEvaluation);
       if (evaluate && (lead || (sp && replica == 0)))  // a sequence-parallel model needs all its ranks
         val = sample_loss(model, shards.val, config.data.seq_len, config.data.batch_size, opt.eval_batches, val_seed,
                           sp);
@@ -214,6 +267,7 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
       }
       const bool ends = last || reached;
       if ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || ends) {
+        mark(Phase::kCheckpointBarrier);
         if (group) group->barrier()->wait();  // every rank has finished this step
       }
       if (lead && ((opt.ckpt_every > 0 && state.step % opt.ckpt_every == 0) || ends)) {

@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "data/corpus.h"
 #include "data/passkey.h"
+#include "common/atomic_file.h"
 #include "common/errors.h"
 #include "data/sampler.h"
 #include "data/shards.h"
@@ -131,17 +133,65 @@ TEST_F(DataTest, ShardsUseUint16WhenTheVocabularyFitsAndRoundTrip) {
   EXPECT_TRUE(torch::equal(l.slice(1, 2), torch::tensor({70000, 3}, torch::kLong)));
 }
 
-TEST_F(DataTest, TruncatedShardIsRefusedWithAHint) {
-  std::vector<int32_t> t(100, 5);
-  data::TokenShard::write(dir.str("t.bin"), t, 100);
-  fs::resize_file(dir.path() / "t.bin", 64 + 150);
+// The message a shard is refused with (empty when it opens).
+std::string shard_problem(const std::string& path) {
   try {
-    data::TokenShard s(dir.str("t.bin"));
-    FAIL();
+    data::TokenShard s(path);
+    return "";
   } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("longnet prepare"), std::string::npos) << e.what();
+    return e.what();
   }
+}
+
+TEST_F(DataTest, TruncatedFlippedOrOverclaimingShardsAreRefused) {
+  std::vector<int32_t> t(100);
+  for (int i = 0; i < 100; ++i) t[i] = i;
+  data::TokenShard::write(dir.str("t.bin"), t, 100);
+  EXPECT_EQ(shard_problem(dir.str("t.bin")), "");
+  const std::string whole = data::read_file(dir.path() / "t.bin");
+
+  fs::resize_file(dir.path() / "t.bin", 64 + 150);
+  EXPECT_NE(shard_problem(dir.str("t.bin")).find("t.bin: token shard is truncated"), std::string::npos);
+
+  std::string flipped = whole;
+  flipped[64 + 101] ^= 0x10;  // one bit of token 50
+  write_text(dir.path() / "t.bin", flipped);
+  EXPECT_NE(shard_problem(dir.str("t.bin")).find("t.bin: token shard is corrupt"), std::string::npos);
+
+  std::string huge = whole;  // a header that claims 2^62 tokens
+  const uint64_t count = uint64_t{1} << 62;
+  std::memcpy(huge.data() + 16, &count, 8);
+  write_text(dir.path() / "t.bin", huge);
+  EXPECT_NE(shard_problem(dir.str("t.bin")).find("header says 4611686018427387904 tokens"), std::string::npos)
+      << shard_problem(dir.str("t.bin"));
+}
+
+// A cached shard changed after it was written (a flipped byte, a truncation) is found when the
+// cache is opened and rebuilt with the same tokens.
+TEST_F(DataTest, ACorruptCachedShardIsRebuilt) {
+  write_text(dir.path() / "c.txt", sample_text(100));
+  data::DataOptions d;
+  d.path = dir.str("c.txt");
+  d.cache_dir = dir.str("cache");
+  data::TokenizerOptions t;
+  t.path = dir.str("char.model");
+  t.type = "char";
+  auto corpus = data::load_corpus(d);
+  data::train_tokenizer(t, corpus);
+  data::Tokenizer tok(t.path);
+  const auto a = data::prepare_shards(d, corpus, tok);
+  const auto train = fs::path(a.dir) / "train.bin";
+  const auto tokens = a.train.slice(0, a.train.size());  // a copy: the map shows what is written next
+  const std::string whole = data::read_file(train);
+  std::string flipped = whole;
+  flipped[flipped.size() / 2] ^= 0x01;
+  write_text(train, flipped);
+  const auto b = data::prepare_shards(d, corpus, tok);
+  EXPECT_EQ(data::read_file(train), whole);
+  EXPECT_TRUE(torch::equal(b.train.slice(0, b.train.size()), tokens));
+  fs::resize_file(fs::path(a.dir) / "val.bin", 70);
+  const auto c = data::prepare_shards(d, corpus, tok);
+  EXPECT_EQ(c.val.size(), a.val.size());
 }
 
 TEST_F(DataTest, ShardsAreCachedByContentAndCoverBothSplits) {

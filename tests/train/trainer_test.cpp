@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -47,6 +48,18 @@ class TrainerTest : public SeededTest {
     sets.push_back("train.out_dir=" + dir.str(out));
     auto p = train::prepare(config_path, sets, train::Stage::kShards);
     return train::train_model(p.config, *p.shards);
+  }
+
+  // The same with the gradients and loss of step `at` made NaN (the tests-only hook).
+  train::TrainSummary run_with_nan(const std::string& out, int64_t at, std::vector<std::string> sets = {}) {
+    sets.push_back("train.out_dir=" + dir.str(out));
+    auto p = train::prepare(config_path, sets, train::Stage::kShards);
+    p.config.train.nonfinite_at_step = at;
+    return train::train_model(p.config, *p.shards);
+  }
+
+  nlohmann::json state_of(const std::string& out, const std::string& step) {
+    return nlohmann::json::parse(data::read_file(dir.path() / out / "checkpoints" / step / "state.json"));
   }
 
   std::vector<nlohmann::json> metrics(const std::string& out) {
@@ -196,6 +209,94 @@ TEST_F(TrainerTest, TruncatedCheckpointIsRefusedWithTheFileNamed) {
   }
 }
 
+// One flipped byte in the newest checkpoint (same size): named, and the run resumes from the
+// newest whole one; with none left, the run refuses rather than start over.
+TEST_F(TrainerTest, ACorruptLatestCheckpointFallsBackToTheNewestWholeOne) {
+  run("g", {"train.steps=8", "train.keep_last=5"});
+  const fs::path ck = dir.path() / "g/checkpoints";
+  auto flip = [](const fs::path& file) {
+    std::string bytes = data::read_file(file);
+    bytes[bytes.size() / 2] ^= 0x01;
+    write_text(file, bytes);
+  };
+  flip(ck / "step_00000008/model.pt");
+  EXPECT_NE(train::checkpoint_problem((ck / "step_00000008").string()).find("model.pt: corrupt"), std::string::npos);
+  EXPECT_EQ(train::checkpoint_problem((ck / "step_00000004").string()), "");
+  EXPECT_EQ(*train::latest_checkpoint(ck.string()), (ck / "step_00000004").string());
+  EXPECT_EQ(run("g", {"train.steps=12", "train.keep_last=5"}).start_step, 4);
+
+  flip(ck / "step_00000012/optimizer.pt");
+  flip(ck / "step_00000008/optimizer.pt");
+  flip(ck / "step_00000004/optimizer.pt");
+  try {
+    train::latest_checkpoint(ck.string());
+    FAIL() << "expected a CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("step_00000012/optimizer.pt: corrupt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no other whole checkpoint"), std::string::npos) << e.what();
+  }
+}
+
+// train.on_nonfinite, with step 6's gradients made NaN: stop makes no update and no later
+// checkpoint; skip drops that update and counts it; rollback reloads step 4 and lowers the
+// learning rate; none writes a checkpoint of non-finite weights.
+TEST_F(TrainerTest, ANonFiniteStepStopsSkipsOrRollsBack) {
+  try {
+    run_with_nan("stop", 6);
+    FAIL() << "expected the run to stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged at step 6: loss nan"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(*train::latest_checkpoint(dir.str("stop/checkpoints")), dir.str("stop/checkpoints/step_00000004"));
+
+  const auto plain = run("plain");
+  const auto skip = run_with_nan("skip", 6, {"train.on_nonfinite=skip"});
+  EXPECT_EQ(skip.final_step, 12);
+  EXPECT_TRUE(std::isfinite(skip.last_loss));
+  EXPECT_NE(skip.last_loss, plain.last_loss);  // one update fewer
+  EXPECT_EQ(state_of("skip", "step_00000012")["skipped"], 1);
+  EXPECT_EQ(metrics("skip").back()["skipped"], 1);
+  EXPECT_TRUE(metrics("skip")[5]["loss"].is_null());  // NaN is null in JSON
+  try {
+    run_with_nan("skip0", 6, {"train.on_nonfinite=skip", "train.max_skips=0"});
+    FAIL() << "expected the run to stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1 steps in a row were not finite (more than train.max_skips = 0)"),
+              std::string::npos)
+        << e.what();
+  }
+
+  const auto back = run_with_nan("back", 6, {"train.on_nonfinite=rollback"});
+  EXPECT_EQ(back.final_step, 12);
+  EXPECT_TRUE(std::isfinite(back.last_loss));
+  EXPECT_EQ(state_of("back", "step_00000012")["lr_scale"], 0.5);
+  std::vector<nlohmann::json> rows;
+  std::vector<int64_t> steps;
+  int64_t rollbacks = 0;
+  for (const auto& r : metrics("back")) {
+    if (r.contains("rollback_from")) {
+      ++rollbacks;
+      EXPECT_EQ(r["step"], 4);
+      EXPECT_EQ(r["rollback_from"], 6);
+      continue;
+    }
+    rows.push_back(r);
+    steps.push_back(r["step"].get<int64_t>());
+  }
+  EXPECT_EQ(rollbacks, 1);
+  EXPECT_EQ(steps, std::vector<int64_t>({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}));  // steps 5 and 6 once each
+  // The first four steps are the plain run's; the lower learning rate shows after.
+  const auto plain_rows = metrics("plain");
+  EXPECT_EQ(rows[3]["loss"], plain_rows[3]["loss"]);
+  EXPECT_DOUBLE_EQ(rows[4]["lr"].get<double>(), 0.5 * plain_rows[4]["lr"].get<double>());
+  try {
+    run_with_nan("back0", 2, {"train.on_nonfinite=rollback"});
+    FAIL() << "expected the run to stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds no checkpoint"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(TrainerTest, CheckpointShapeMismatchNamesTheParameter) {
   run("f", {"train.steps=4"});
   auto p = train::prepare(config_path, {"model.d_model=48"}, train::Stage::kTokenizer);
@@ -321,6 +422,17 @@ TEST_F(DistributedTrainerTest, ADeadRankStopsTheOthersNamingItWithinTheTimeout) 
   EXPECT_GT(train::load_checkpoint(*latest, m, nullptr).step, 0);
 }
 
+// A rank that stops making progress while its threads still run (rank 1 sleeps 8 s inside
+// step 3): the other stops within distributed.timeout_s and names it and where it is.
+TEST_F(DistributedTrainerTest, AHungRankIsNamedWithWhereItIs) {
+  run("single", {"train.steps=2"});  // the tokenizer and shards
+  std::string sets = "train.steps=20;train.ckpt_every=0;train.eval_every=0;distributed.timeout_s=3;";
+  sets += "train.out_dir=" + dir.str("hung");
+  const auto status = run_ranks(2, "DistributedWorker.DISABLED_TrainWithAHungRank",
+                                {"LONGNET_TEST_CONFIG=" + config_path, "LONGNET_TEST_SETS=" + sets});
+  EXPECT_EQ(status, (std::vector<int>{0, 0}));  // rank 0's worker checks the error it got
+}
+
 // The tiny config with LONGNET_TEST_SETS (';'-separated overrides), as a rank reads it.
 train::Prepared worker_run() {
   const char* config = std::getenv("LONGNET_TEST_CONFIG");
@@ -359,6 +471,31 @@ TEST(DistributedWorker, DISABLED_TrainUntilAPeerDies) {
     const std::string what = e.what();
     EXPECT_NE(what.find("rank 0: step "), std::string::npos) << what;
     EXPECT_NE(what.find("rank 1 stopped"), std::string::npos) << what;
+  }
+}
+
+TEST(DistributedWorker, DISABLED_TrainWithAHungRank) {
+  const auto env = train::distributed_env();
+  auto p = worker_run();
+  auto groups = train::init_process_groups(env, std::chrono::seconds(p.config.distributed.timeout_s), 1);
+  if (env.rank == 1) {
+    p.config.train.stall_at_step = 3;
+    p.config.train.stall_ms = 8000;
+    try {
+      train::train_model(p.config, *p.shards, groups);
+    } catch (const std::exception&) {  // its peer gave up on it: what rank 0 reports is the test
+    }
+    std::_Exit(0);
+  }
+  try {
+    train::train_model(p.config, *p.shards, groups);
+    ADD_FAILURE() << "training returned with a hung peer";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0: step 3 failed across the ranks: every rank is alive; rank 1 is behind: at step 3 in "
+                        "forward and backward, while rank 0 is at step 3 in the gradient all-reduce"),
+              std::string::npos)
+        << what;
   }
 }
 
