@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "data/corpus.h"
@@ -166,19 +167,31 @@ TEST_F(DataTest, TruncatedFlippedOrOverclaimingShardsAreRefused) {
       << shard_problem(dir.str("t.bin"));
 }
 
-// A cached shard changed after it was written (a flipped byte, a truncation) is found when the
-// cache is opened and rebuilt with the same tokens.
-TEST_F(DataTest, ACorruptCachedShardIsRebuilt) {
-  write_text(dir.path() / "c.txt", sample_text(100));
+// A 100-line corpus in dir, its options (cache under dir) and a char tokenizer trained on it.
+struct CharCorpus {
   data::DataOptions d;
-  d.path = dir.str("c.txt");
-  d.cache_dir = dir.str("cache");
+  data::Corpus corpus;
+  std::optional<data::Tokenizer> tok;
+};
+CharCorpus char_corpus(const TempDir& dir) {
+  write_text(dir.path() / "c.txt", sample_text(100));
+  CharCorpus c;
+  c.d.path = dir.str("c.txt");
+  c.d.cache_dir = dir.str("cache");
   data::TokenizerOptions t;
   t.path = dir.str("char.model");
   t.type = "char";
-  auto corpus = data::load_corpus(d);
-  data::train_tokenizer(t, corpus);
-  data::Tokenizer tok(t.path);
+  c.corpus = data::load_corpus(c.d);
+  data::train_tokenizer(t, c.corpus);
+  c.tok.emplace(t.path);
+  return c;
+}
+
+// A cached shard changed after it was written (a flipped byte, a truncation) is found when the
+// cache is opened and rebuilt with the same tokens.
+TEST_F(DataTest, ACorruptCachedShardIsRebuilt) {
+  auto [d, corpus, opt_tok] = char_corpus(dir);
+  const data::Tokenizer& tok = *opt_tok;
   const auto a = data::prepare_shards(d, corpus, tok);
   const auto train = fs::path(a.dir) / "train.bin";
   const auto tokens = a.train.slice(0, a.train.size());  // a copy: the map shows what is written next
@@ -195,16 +208,8 @@ TEST_F(DataTest, ACorruptCachedShardIsRebuilt) {
 }
 
 TEST_F(DataTest, ShardsAreCachedByContentAndCoverBothSplits) {
-  write_text(dir.path() / "c.txt", sample_text(100));
-  data::DataOptions d;
-  d.path = dir.str("c.txt");
-  d.cache_dir = dir.str("cache");
-  data::TokenizerOptions t;
-  t.path = dir.str("char.model");
-  t.type = "char";
-  auto corpus = data::load_corpus(d);
-  data::train_tokenizer(t, corpus);
-  data::Tokenizer tok(t.path);
+  auto [d, corpus, opt_tok] = char_corpus(dir);
+  const data::Tokenizer& tok = *opt_tok;
   auto a = data::prepare_shards(d, corpus, tok);
   const auto stamp = fs::last_write_time(fs::path(a.dir) / "train.bin");
   auto b = data::prepare_shards(d, corpus, tok);

@@ -115,7 +115,7 @@ resumes efbig-resumes "$work/efbig.yaml" 2
 # or a temporary one, and a later run without the limit prepares them.
 config "$work/prep" "$work/cache2" "$work/tok2/tok.model" > "$work/prep.yaml"
 expect_stop tokenizer-efbig "^error: .*tok2/tok\.model: write failed: File too large$" "$work/tok2" -- \
-  bash -c 'ulimit -f 1; exec "$@"' _ "$longnet" tokenizer "$work/prep.yaml"
+  bash -c 'ulimit -f 0; exec "$@"' _ "$longnet" tokenizer "$work/prep.yaml"
 [ ! -e "$work/tok2/tok.model" ] && check tokenizer-not-left ok || check tokenizer-not-left "a tokenizer file was left"
 "$longnet" tokenizer "$work/prep.yaml" > /dev/null 2>&1 || check tokenizer-setup "the tokenizer could not be trained"
 expect_stop shards-efbig "^error: .*cache2/[0-9a-f]+/(train|val)\.bin: write failed: File too large$" "$work/cache2" -- \
