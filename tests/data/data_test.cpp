@@ -265,6 +265,14 @@ class PasskeyTest : public SeededTest {
     SeededTest::SetUp();
     tok = std::make_unique<data::Tokenizer>(passkey_tokenizer(dir.path(), 100, 400));
   }
+
+  // A shard of 5000 tokens counting 0..96 over and over, for the samplers.
+  data::TokenShard counting_shard() {
+    std::vector<int32_t> t(5000);
+    for (int i = 0; i < 5000; ++i) t[i] = i % 97;
+    data::TokenShard::write(dir.str("t.bin"), t, 400);
+    return data::TokenShard(dir.str("t.bin"));
+  }
   TempDir dir;
   std::unique_ptr<data::Tokenizer> tok;
 };
@@ -317,10 +325,7 @@ TEST_F(PasskeyTest, KeysAreSeededFiveDigitNumbers) {
 // data.passkey_fraction: about that share of the windows are passkey documents end to end, the
 // same ones for the same (seed, step), and the rest are the corpus windows they would have been.
 TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
-  std::vector<int32_t> t(5000);
-  for (int i = 0; i < 5000; ++i) t[i] = i % 97;
-  data::TokenShard::write(dir.str("t.bin"), t, 400);
-  data::TokenShard shard(dir.str("t.bin"));
+  data::TokenShard shard = counting_shard();
   data::PasskeyBuilder builder(*tok);
   const int64_t T = builder.min_length() + 40;
   data::WindowSampler plain(shard, T, 8, 42), mixed(shard, T, 8, 42), again(shard, T, 8, 42);
@@ -345,10 +350,7 @@ TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
 // A passkey window: a first document of any length up to the window (the reach), then short
 // documents of at most data.passkey_short_length tokens (the last may take what is left).
 TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
-  std::vector<int32_t> t(5000);
-  for (int i = 0; i < 5000; ++i) t[i] = i % 97;
-  data::TokenShard::write(dir.str("t.bin"), t, 400);
-  data::TokenShard shard(dir.str("t.bin"));
+  data::TokenShard shard = counting_shard();
   data::PasskeyBuilder builder(*tok);
   const int64_t shortest = builder.min_length(), short_length = shortest + 30, T = 3000;
   data::WindowSampler sampler(shard, T, 4, 7);
