@@ -6,7 +6,10 @@
 namespace longnet::data {
 
 struct DataOptions {
-  std::string path;              // a text file, or a folder searched recursively for *.txt
+  std::string path;              // a text or JSONL file, or a folder searched recursively for *.txt and *.jsonl
+  std::string format = "auto";   // auto (by extension) | text | jsonl
+  std::string text_key = "text"; // the field of a JSONL object that holds its document
+  bool skip_bad_lines = false;   // a JSONL line that is not such an object: skipped and counted, not an error
   double val_fraction = 0.1;     // file: the last fraction of its bytes; folder: whole documents
   int64_t seq_len = 256;         // tokens per training window
   int64_t batch_size = 8;        // windows per micro-batch
@@ -28,6 +31,9 @@ struct TokenizerOptions {
 template <typename O, typename F>
 void data_fields(O& o, F&& f) {
   f("path", o.path);
+  f("format", o.format);
+  f("text_key", o.text_key);
+  f("skip_bad_lines", o.skip_bad_lines);
   f("val_fraction", o.val_fraction);
   f("seq_len", o.seq_len);
   f("batch_size", o.batch_size);

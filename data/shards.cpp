@@ -17,6 +17,7 @@
 #include "common/atomic_file.h"
 #include "common/errors.h"
 #include "common/hash.h"
+#include "common/progress.h"
 
 namespace longnet::data {
 namespace {
@@ -39,10 +40,14 @@ static_assert(sizeof(Header) == 64, "shard header is 64 bytes");
 std::vector<int32_t> encode_documents(const std::vector<Document>& docs, const Tokenizer& tok) {
   const size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), docs.size()));
   std::vector<std::vector<int>> encoded(docs.size());
+  Progress progress("tokenizing", static_cast<int64_t>(docs.size()), "documents");
   std::vector<std::thread> workers;
   for (size_t t = 0; t < n_threads; ++t)
     workers.emplace_back([&, t] {
-      for (size_t i = t; i < docs.size(); i += n_threads) encoded[i] = tok.encode(docs[i].text);
+      for (size_t i = t; i < docs.size(); i += n_threads) {
+        encoded[i] = tok.encode(docs[i].text);
+        progress.add();
+      }
     });
   for (auto& w : workers) w.join();
   std::vector<int32_t> out;
@@ -181,8 +186,17 @@ Shards prepare_shards(const DataOptions& options, const Corpus& corpus, const To
     shards.dir = dir.string();
     shards.train = TokenShard((dir / "train.bin").string());
     shards.val = TokenShard((dir / "val.bin").string());
-    shards.train_bytes = meta.value("train_bytes", int64_t{0});
-    shards.val_bytes = meta.value("val_bytes", int64_t{0});
+    // meta.json must agree with the shards it describes, in every field the data path reads.
+    const auto count = [&](const char* key) {
+      const auto it = meta.find(key);
+      if (it == meta.end() || !it->is_number_integer() || it->get<int64_t>() < 0)
+        throw DataError(meta_path.string() + ": '" + key + "' is missing or not a count");
+      return it->get<int64_t>();
+    };
+    if (count("train_tokens") != shards.train.size() || count("val_tokens") != shards.val.size())
+      throw DataError(meta_path.string() + ": its token counts differ from the shards'");
+    shards.train_bytes = count("train_bytes");
+    shards.val_bytes = count("val_bytes");
     return shards;
   };
   if (!fs::exists(meta_path)) {

@@ -7,6 +7,7 @@
 
 #include "common/atomic_file.h"
 #include "common/errors.h"
+#include "common/progress.h"
 
 namespace longnet::data {
 namespace {
@@ -100,7 +101,12 @@ void train_tokenizer(const TokenizerOptions& options, const Corpus& corpus) {
                options.vocab_size, corpus.train.size(), corpus.train_bytes() / 1e6);
   LineIterator lines(corpus.train);
   std::string model, error;
-  if (!spm().train(args, &lines, &model, &error))
+  bool trained;
+  {
+    Progress progress("training the tokenizer", 0, "");
+    trained = spm().train(args, &lines, &model, &error);
+  }
+  if (!trained)
     throw DataError("tokenizer: SentencePiece training failed for '" + options.path + "': " + error +
                     " (check tokenizer.vocab_size and tokenizer.type)");
   const std::filesystem::path path(options.path);

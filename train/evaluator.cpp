@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "common/progress.h"
 #include "data/sampler.h"
 
 namespace longnet::train {
@@ -55,7 +56,9 @@ EvalResult evaluate_split(model::LanguageModel& model, const data::TokenShard& s
     position_count = torch::zeros({seq_len}, torch::kDouble);
   }
   const auto device = model->parameters().front().device();
+  Progress progress("evaluating", windows.count(), "windows");
   auto run = [&](int64_t first, int64_t n) {
+    progress.add(n);
     auto batch = windows.windows(first, n);
     batch.tokens = batch.tokens.to(device);
     batch.targets = batch.targets.to(device);
@@ -122,6 +125,7 @@ std::vector<LengthResult> evaluate_lengths(model::LanguageModel& model, const da
   const int64_t blocks = (shard.size() - 1) / longest;
   const auto device = model->parameters().front().device();
   std::vector<LengthResult> results;
+  Progress progress("evaluating by context length", blocks * static_cast<int64_t>(lengths.size()), "windows");
   for (const int64_t L : lengths) {
     const auto t0 = std::chrono::steady_clock::now();
     double sum = 0;
@@ -131,6 +135,7 @@ std::vector<LengthResult> evaluate_lengths(model::LanguageModel& model, const da
         const int64_t end = 1 + (b + 1) * longest;  // one past the last target
         rows.push_back(shard.slice(end - L - 1, L + 1));
       }
+      progress.add(static_cast<int64_t>(rows.size()));
       auto w = torch::stack(rows).to(device);
       auto tokens = w.narrow(1, 0, L), targets = w.narrow(1, 1, L);
       torch::Tensor losses, positions;  // this rank's target losses [B, rows] and their positions
@@ -174,6 +179,7 @@ std::vector<PasskeyCell> evaluate_passkey_with(const LogitsAt& logits_at, const 
                                           int64_t trials, uint64_t seed, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   std::vector<PasskeyCell> cells;
+  Progress progress("passkey", static_cast<int64_t>(lengths.size() * depths.size()) * trials, "documents");
   for (size_t li = 0; li < lengths.size(); ++li) {
     const int64_t L = lengths[li];
     for (size_t di = 0; di < depths.size(); ++di) {
@@ -194,6 +200,7 @@ std::vector<PasskeyCell> evaluate_passkey_with(const LogitsAt& logits_at, const 
           wanted.push_back(ids.narrow(0, doc.answer_begin, L + 1 - doc.answer_begin));
           begins.push_back(doc.answer_begin);
         }
+        progress.add(static_cast<int64_t>(inputs.size()));
         const int64_t first_answer = *std::min_element(begins.begin(), begins.end());
         // Logits at every position from the earliest answer's on, argmax per position.
         auto positions = torch::arange(first_answer - 1, L, torch::kLong);

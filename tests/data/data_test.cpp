@@ -77,6 +77,102 @@ TEST_F(DataTest, MissingOrEmptyCorpusNamesThePath) {
   EXPECT_THROW(data::load_corpus(o), DataError);
 }
 
+TEST_F(DataTest, JsonlHoldsOneDocumentPerLineAndFoldersMixBothByExtension) {
+  // A JSONL file: one document per object line, blank lines passed over, other fields ignored,
+  // JSON escapes decoded, data.text_key chosen.
+  std::string jsonl;
+  for (int i = 0; i < 40; ++i) jsonl += "{\"id\": " + std::to_string(i) + ", \"body\": \"doc " + std::to_string(i) + "\\n\\u00e9\"}\n";
+  jsonl += "\r\n   \n";
+  write_text(dir.path() / "docs.jsonl", jsonl);
+  data::DataOptions o;
+  o.path = dir.str("docs.jsonl");
+  o.text_key = "body";
+  o.val_fraction = 0.25;
+  auto c = data::load_corpus(o);
+  ASSERT_EQ(c.train.size() + c.val.size(), 40u);
+  EXPECT_GT(c.val.size(), 2u);
+  std::set<std::string> texts;
+  for (const auto* split : {&c.train, &c.val})
+    for (const auto& d : *split) texts.insert(d.text);
+  EXPECT_EQ(texts.count("doc 7\n\xc3\xa9"), 1u);
+  EXPECT_EQ(c.train[0].name.rfind("docs.jsonl:", 0), 0u) << c.train[0].name;
+
+  // A folder: .txt files one document each, .jsonl files one per line, other files not read;
+  // data.format restricts it to one kind.
+  const fs::path folder = dir.path() / "mixed";
+  for (int i = 0; i < 20; ++i) write_text(folder / ("t" + std::to_string(i) + ".txt"), "text document " + std::to_string(i));
+  write_text(folder / "sub" / "more.jsonl", jsonl);
+  write_text(folder / "notes.md", "not read");
+  o.path = folder.string();
+  auto mixed = data::load_corpus(o);
+  EXPECT_EQ(mixed.train.size() + mixed.val.size(), 60u);
+  o.format = "text";
+  auto text_only = data::load_corpus(o);
+  EXPECT_EQ(text_only.train.size() + text_only.val.size(), 20u);
+  o.format = "jsonl";
+  auto jsonl_only = data::load_corpus(o);
+  EXPECT_EQ(jsonl_only.train.size() + jsonl_only.val.size(), 40u);
+  EXPECT_NE(mixed.fingerprint, jsonl_only.fingerprint);
+
+  // data.format: jsonl reads a single file of any name as JSONL; text reads a .jsonl as text.
+  write_text(dir.path() / "lines.data", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"}\n{\"text\": \"d\"}\n");
+  o = {};
+  o.path = dir.str("lines.data");
+  o.format = "jsonl";
+  o.val_fraction = 0.5;
+  auto forced = data::load_corpus(o);
+  EXPECT_EQ(forced.train.size() + forced.val.size(), 4u);
+  o.path = dir.str("docs.jsonl");
+  o.format = "text";
+  auto as_text = data::load_corpus(o);
+  ASSERT_EQ(as_text.train.size(), 1u);
+  EXPECT_EQ(as_text.train[0].text + as_text.val[0].text, jsonl);
+}
+
+TEST_F(DataTest, ABadJsonlLineIsNamedOrSkippedAndCounted) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{\"text\": \"unterminated}", "not valid JSON"},
+      {"[\"text\", \"an array\"]", "not a JSON object"},
+      {"{\"body\": \"no text field\"}", "no key 'text'"},
+      {"{\"text\": 42}", "'text' is not a string"},
+  };
+  for (const auto& [line, why] : bad) {
+    std::string jsonl;
+    for (int i = 0; i < 30; ++i) jsonl += "{\"text\": \"good " + std::to_string(i) + "\"}\n";
+    jsonl += line + "\n{\"text\": \"after\"}\n";
+    write_text(dir.path() / "c.jsonl", jsonl);
+    data::DataOptions o;
+    o.path = dir.str("c.jsonl");
+    try {
+      data::load_corpus(o);
+      ADD_FAILURE() << "accepted " << line;
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(dir.str("c.jsonl") + ":31: " + why), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("data.skip_bad_lines"), std::string::npos) << e.what();
+    }
+    o.skip_bad_lines = true;
+    const auto c = data::load_corpus(o);
+    EXPECT_EQ(c.train.size() + c.val.size(), 31u) << line;
+  }
+}
+
+TEST_F(DataTest, ACorpusTooSmallToHoldOutValidationSaysWhatToChange) {
+  write_text(dir.path() / "two" / "a.txt", "first document");
+  write_text(dir.path() / "two" / "b.txt", "second document");
+  data::DataOptions o;
+  o.path = dir.str("two");
+  o.val_fraction = 0.01;
+  try {
+    data::load_corpus(o);
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("holds 2 documents"), std::string::npos) << what;
+    EXPECT_NE(what.find("data.val_fraction"), std::string::npos) << what;
+    EXPECT_NE(what.find("add documents"), std::string::npos) << what;
+  }
+}
+
 // Char-level: identity normalisation, newlines and repeated spaces survive the round trip.
 TEST_F(DataTest, CharTokenizerRoundTripsExactly) {
   const std::string text = "First Citizen:\nBefore we  proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n";

@@ -71,7 +71,10 @@ expect_fail eval-no-tokenizer "tokenizer.path.*does not exist" -- "$longnet" eva
 expect_ok tokenizer "pieces" -- "$longnet" tokenizer "$work/ok.yaml"
 expect_fail vocab-mismatch "model.vocab_size: 999 does not match" -- "$longnet" train "$work/ok.yaml" --set model.vocab_size=999
 expect_fail eval-no-checkpoint "no checkpoint" -- "$longnet" eval "$work/ok.yaml"
-expect_fail window-too-long "fewer than data.seq_len \+ 1" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=5000
+expect_fail window-too-long "a window needs data.seq_len \+ 1 = 5001 in each split: use a larger corpus or a shorter data.seq_len" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=5000
+expect_fail val-split-too-small "data.val_fraction: .* validation tokens.*raise data.val_fraction from 0.1 to about 0\.2" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=1000
+printf '{"text": "a document"}\n{"text": oops}\n' > "$work/bad.jsonl"
+expect_fail jsonl-bad-line "bad.jsonl:2: not valid JSON .*data.skip_bad_lines" -- "$longnet" prepare "$work/ok.yaml" --set "data.path=$work/bad.jsonl"
 [ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
 expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
