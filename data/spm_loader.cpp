@@ -10,7 +10,25 @@
 #error "LONGNET_SPM_MODULE must name the built SentencePiece module"
 #endif
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LONGNET_SANITIZED 1
+#endif
+#endif
+
 namespace longnet::data {
+namespace {
+
+// RTLD_DEEPBIND (spm_api.h says why) cannot be used under the sanitizers' runtime, which must
+// see every allocation: the fuzzing build (tests/fuzz) loads the module without it, in processes
+// that hold no other protobuf.
+#ifdef LONGNET_SANITIZED
+constexpr int kBind = 0;
+#else
+constexpr int kBind = RTLD_DEEPBIND;
+#endif
+
+}  // namespace
 
 const SpmApi& spm() {
   static const SpmApi* api = nullptr;
@@ -19,7 +37,7 @@ const SpmApi& spm() {
   std::call_once(once, [] {
     const char* env = std::getenv("LONGNET_SPM_MODULE");
     const std::string path = env && *env ? env : LONGNET_SPM_MODULE;
-    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | kBind);
     if (!handle) {
       error = std::string("cannot load the SentencePiece module ") + path + ": " + ::dlerror() +
               " (rebuild longnet, or set LONGNET_SPM_MODULE to liblongnet_spm.so)";

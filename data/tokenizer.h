@@ -31,7 +31,9 @@ class Tokenizer {
 
 // Trains a tokenizer on the training split and writes it atomically to options.path.
 // Normalisation is the identity, with no dummy prefix, whitespace kept and "\n" a piece of its
-// own, so decode(encode(text)) == text and bits per byte are measured on the real bytes.
+// own, so decode(encode(text)) == text and bits per byte are measured on the real bytes. One
+// exception, SentencePiece's own: U+2581 (▁) is its mark for a space, and decodes as a space
+// (the bytes counted are still the text's own; tests/fuzz/corpus_fuzz.cpp checks the rest).
 // bpe and unigram fall back to bytes for characters outside the vocabulary.
 void train_tokenizer(const TokenizerOptions& options, const Corpus& corpus);
 

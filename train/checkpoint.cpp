@@ -44,6 +44,22 @@ void set_rng_state(const torch::Tensor& state) {
   throw CheckpointError(file.string() + ": " + why);
 }
 
+// An optimizer state that loaded but does not fit the model (a moment of another shape, a
+// negative step) would fail or go wrong at the first update: refuse it here instead.
+void check_optimizer_state(const fs::path& file, model::LanguageModel& model, torch::optim::AdamW& optimizer) {
+  const auto& states = optimizer.state();
+  for (const auto& p : model->named_parameters()) {
+    const auto it = states.find(p.value().unsafeGetTensorImpl());
+    if (it == states.end()) continue;
+    const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    const auto fits = [&](const torch::Tensor& t) {
+      return t.defined() && t.sizes() == p.value().sizes() && t.scalar_type() == p.value().scalar_type();
+    };
+    if (!fits(st.exp_avg()) || !fits(st.exp_avg_sq()) || st.step() < 0)
+      refuse(file, "the optimizer state of parameter '" + p.key() + "' does not fit it (moments of another shape or type)");
+  }
+}
+
 // An archive streamed into `path` through an AtomicWriter: a failed write is reported by our
 // writer after LibTorch's has finished, never from inside it.
 uint64_t save_archive(torch::serialize::OutputArchive& archive, const fs::path& path) {
@@ -184,7 +200,9 @@ std::optional<std::string> latest_checkpoint(const std::string& dir) {
   std::string name = data::read_file(latest);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   const fs::path path = fs::path(dir) / name;
-  const std::string problem = name.empty() || !fs::is_directory(path)
+  // Only a step_* folder beside it: never a path that leads elsewhere.
+  const bool step_folder = name.rfind("step_", 0) == 0 && name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
+  const std::string problem = !step_folder || !fs::is_directory(path)
                                   ? latest.string() + " points at '" + name + "', which is not a checkpoint directory"
                                   : checkpoint_problem(path.string());
   if (problem.empty()) return path.string();
@@ -216,13 +234,22 @@ TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
   torch::serialize::InputArchive archive;
   try {
     archive.load_from((dir / "model.pt").string(), torch::Device(torch::kCPU));
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error, or torch::jit::ErrorReport from the archive's code
     refuse(dir / "model.pt", "cannot be read as a LibTorch archive");
   }
   torch::NoGradGuard no_grad;
   for (auto& p : model->named_parameters()) {
     torch::Tensor t;
-    if (!archive.try_read(p.key(), t))
+    bool found = false;
+    try {
+      found = archive.try_read(p.key(), t);
+    } catch (const std::exception& e) {
+      refuse(dir / "model.pt", "parameter '" + p.key() + "' cannot be read from it");
+    }
+    if (found && !t.is_floating_point())
+      refuse(dir / "model.pt", "parameter '" + p.key() + "' is of type " + std::string(c10::toString(t.scalar_type())) +
+                                   ", not a floating-point tensor");
+    if (!found)
       refuse(dir / "model.pt", "has no parameter '" + p.key() + "': it was written by a model of another shape");
     if (t.sizes() != p.value().sizes()) {
       std::ostringstream ss;
@@ -237,22 +264,35 @@ TrainState load_checkpoint(const std::string& path, model::LanguageModel& model,
     try {
       oa.load_from((dir / "optimizer.pt").string(), model->parameters().front().device());
       optimizer->load(oa);
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       refuse(dir / "optimizer.pt", "cannot be restored into this optimizer");
     }
-    torch::serialize::InputArchive ra;
-    ra.load_from((dir / "rng.pt").string());
-    torch::Tensor state;
-    ra.read("cpu", state);
-    set_rng_state(state);
+    check_optimizer_state(dir / "optimizer.pt", model, *optimizer);
+    try {
+      torch::serialize::InputArchive ra;
+      ra.load_from((dir / "rng.pt").string());
+      torch::Tensor state;
+      ra.read("cpu", state);
+      set_rng_state(state);
+    } catch (const std::exception& e) {
+      refuse(dir / "rng.pt", "cannot be read as the CPU generator's state");
+    }
   }
   const auto st = nlohmann::json::parse(data::read_file(dir / "state.json"), nullptr, false);
-  if (!st.is_object() || !st.contains("step")) refuse(dir / "state.json", "unreadable");
   TrainState state;
-  state.step = st.value("step", int64_t{0});
-  state.tokens_seen = st.value("tokens_seen", int64_t{0});
-  state.lr_scale = st.value("lr_scale", 1.0);
-  state.skipped = st.value("skipped", int64_t{0});
+  bool readable = st.is_object() && st.contains("step");
+  if (readable) try {
+      state.step = st.value("step", int64_t{0});
+      state.tokens_seen = st.value("tokens_seen", int64_t{0});
+      state.lr_scale = st.value("lr_scale", 1.0);
+      state.skipped = st.value("skipped", int64_t{0});
+    } catch (const nlohmann::json::exception&) {  // a field of the wrong type
+      readable = false;
+    }
+  if (!readable)
+    refuse(dir / "state.json", "unreadable (expected an object with integers step, tokens_seen, skipped and a number lr_scale)");
+  if (state.step < 0 || state.tokens_seen < 0 || state.skipped < 0 || !(state.lr_scale > 0 && state.lr_scale <= 1))
+    refuse(dir / "state.json", "out of range (expected step, tokens_seen and skipped >= 0, 0 < lr_scale <= 1)");
   return state;
 }
 

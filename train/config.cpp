@@ -129,7 +129,8 @@ class Section {
   void finish() const {
     if (!node_ || !node_.IsMap()) return;
     for (const auto& kv : node_) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) fail(path_, "a key that is a " + std::string(kv.first.IsMap() ? "mapping" : "list") + ", not a name");
+      const std::string key = kv.first.Scalar();
       if (!known_.count(key)) {
         std::string valid;
         for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
@@ -177,8 +178,11 @@ class Validator {
 void validate(RunConfig& c) {
   const Validator v(c.source);
   const auto& d = c.data;
-  v.require(!d.path.empty(), "data.path", "nothing", "a text file or a folder of .txt files");
-  v.require(std::filesystem::exists(d.path), "data.path", "'" + d.path + "' (no such file or folder)", "an existing text file or folder");
+  v.require(!d.path.empty(), "data.path", "nothing", "a text or JSONL file, or a folder of .txt and .jsonl files");
+  v.require(std::filesystem::exists(d.path), "data.path", "'" + d.path + "' (no such file or folder)", "an existing file or folder");
+  v.require(d.format == "auto" || d.format == "text" || d.format == "jsonl", "data.format", "'" + d.format + "'",
+            "one of auto, text, jsonl");
+  v.require(!d.text_key.empty(), "data.text_key", "nothing", "the name of a JSONL field");
   v.require(d.val_fraction > 0 && d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a number in (0, 1)");
   v.require(d.passkey_fraction >= 0 && d.passkey_fraction <= 1, "data.passkey_fraction", d.passkey_fraction,
             "a number in [0, 1]");
@@ -328,7 +332,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
   for (const auto& o : overrides) apply_override(root, o);
   static const std::set<std::string> sections = {"data", "tokenizer", "model", "attention", "train", "distributed"};
   for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) throw ConfigError(source + ": a section name that is not a name (expected one of attention, data, distributed, model, tokenizer, train)");
+    const std::string key = kv.first.Scalar();
     if (!sections.count(key))
       throw ConfigError(source + ": " + key + ": unknown section (valid: attention, data, distributed, model, tokenizer, train)");
   }
