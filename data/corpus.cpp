@@ -86,7 +86,8 @@ Corpus load_corpus(const DataOptions& options) {
   Corpus corpus;
   ContentHash h;
   h.add(static_cast<uint64_t>(options.val_fraction * 1e9));
-  if (fs::is_regular_file(root) && format_of(root, options.format, false) == Format::kText) {
+  const bool one_file = fs::is_regular_file(root, ec);
+  if (one_file && format_of(root, options.format, false) == Format::kText) {
     std::string text = read_file(root);
     if (text.empty()) throw DataError("data.path: '" + options.path + "' is empty");
     h.add(text);
@@ -101,11 +102,11 @@ Corpus load_corpus(const DataOptions& options) {
   // Whole documents: the files of a folder (text files one each, JSONL files one per line), or
   // the lines of one JSONL file.
   std::vector<std::pair<fs::path, Format>> files;
-  if (fs::is_regular_file(root)) {
+  if (one_file) {
     files.emplace_back(root, Format::kJsonl);
   } else {
     for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-      if (it->is_regular_file())
+      if (std::error_code file_ec; it->is_regular_file(file_ec))
         if (const auto f = format_of(it->path(), options.format, true)) files.emplace_back(it->path(), *f);
     if (ec) throw DataError("data.path: cannot list '" + options.path + "': " + ec.message());
     if (files.empty())
@@ -116,7 +117,7 @@ Corpus load_corpus(const DataOptions& options) {
   }
   std::vector<Document> docs;
   for (const auto& [file, format] : files) {
-    const std::string name = fs::is_regular_file(root) ? root.filename().string() : fs::relative(file, root).string();
+    const std::string name = one_file ? root.filename().string() : file.lexically_relative(root).string();
     if (format == Format::kJsonl) {
       read_jsonl(file, name, options, docs);
     } else if (std::string text = read_file(file); !text.empty()) {

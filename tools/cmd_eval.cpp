@@ -21,6 +21,7 @@
 #include "train/config.h"
 #include "train/distributed.h"
 #include "train/evaluator.h"
+#include "train/tensorboard.h"
 #include "train/runtime.h"
 #include "train/trainer.h"
 
@@ -240,7 +241,12 @@ validation text, tokens and tokens/s. Evaluate at another context length with
   train::configure_runtime(p.config.train);
   model::LanguageModel model(model_options);
   model->to(train::training_device(p.config.train, env.local_rank));
-  train::load_checkpoint(ckpt, model, nullptr);
+  const int64_t step = train::load_checkpoint(ckpt, model, nullptr).step;
+  // The results beside the run's curves in TensorBoard, at the checkpoint's step.
+  const auto log_events = [&](const train::Scalars& scalars) {
+    if (lead && p.config.train.tensorboard)
+      train::EventFile(p.config.train.out_dir + "/tensorboard", "longnet-eval").write(train::unix_time(), step, scalars);
+  };
   model->set_precision(p.config.train.precision);  // CONFIG's: --set train.precision=float32 scores in full precision
   attention::SequenceParallelPtr sp;
   if (groups.world && groups.size() > 1) {
@@ -266,12 +272,16 @@ validation text, tokens and tokens/s. Evaluate at another context length with
     const auto results = train::evaluate_lengths(model, p.shards->val, lengths, score_last, p.config.data.batch_size,
                                                  bytes_per_token, sp);
     if (lead) report_lengths(results, ckpt, saved, score_last, json);
+    train::Scalars scalars;
+    for (const auto& r : results) scalars.emplace_back("eval/loss_at_" + std::to_string(r.length), r.loss);
+    log_events(scalars);
     return 0;
   }
   std::vector<int64_t> edges;
   if (by_position) edges = train::position_edges(p.config.data.seq_len, bucket);
   const auto r = train::evaluate_split(model, p.shards->val, p.config.data.seq_len, p.config.data.batch_size,
                                        p.shards->val_bytes, edges);
+  log_events({{"eval/loss", r.loss}, {"eval/ppl", r.ppl}, {"eval/bits_per_byte", r.bits_per_byte}, {"eval/tokens_per_s", r.tokens_per_s}});
   if (json) {
     const nlohmann::json j = {{"checkpoint", ckpt}, {"loss", r.loss}, {"ppl", r.ppl}, {"bits_per_byte", r.bits_per_byte},
                               {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},

@@ -179,7 +179,9 @@ void validate(RunConfig& c) {
   const Validator v(c.source);
   const auto& d = c.data;
   v.require(!d.path.empty(), "data.path", "nothing", "a text or JSONL file, or a folder of .txt and .jsonl files");
-  v.require(std::filesystem::exists(d.path), "data.path", "'" + d.path + "' (no such file or folder)", "an existing file or folder");
+  std::error_code ec;  // a name too long, or a folder on the way that cannot be searched
+  v.require(std::filesystem::exists(d.path, ec), "data.path", "'" + d.path + "' (" + (ec ? ec.message() : "no such file or folder") + ")",
+            "an existing file or folder");
   v.require(d.format == "auto" || d.format == "text" || d.format == "jsonl", "data.format", "'" + d.format + "'",
             "one of auto, text, jsonl");
   v.require(!d.text_key.empty(), "data.text_key", "nothing", "the name of a JSONL field");
@@ -354,7 +356,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source,
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  if (!std::filesystem::is_regular_file(path))
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
     throw ConfigError(path + ": config file not found (expected a YAML file such as configs/quickstart.yaml)");
   return parse_config(data::read_file(path), path, overrides);
 }

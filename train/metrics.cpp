@@ -27,29 +27,61 @@ std::string lines_up_to(const std::string& path, int64_t step) {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
-  data::write_file_atomic(path, resume_step >= 0 ? lines_up_to(path, resume_step) : "");
-  file_ = std::fopen(path.c_str(), "a");
-  if (!file_) throw DataError(path + ": cannot open for appending");
+Scalars scalars_of(const nlohmann::json& record) {
+  Scalars out;
+  for (const auto& [key, value] : record.items()) {
+    if (key == "step" || key == "time" || !value.is_number()) continue;
+    out.emplace_back(key.rfind("val_", 0) == 0 ? "val/" + key.substr(4) : "train/" + key, value.get<double>());
+  }
+  return out;
 }
 
-void MetricsLog::rewind(int64_t step) {
-  std::fclose(file_);
+MetricsLog::MetricsLog(const std::string& path, int64_t resume_step, const std::string& tensorboard_dir)
+    : path_(path), tensorboard_dir_(tensorboard_dir) {
+  reopen(resume_step >= 0 ? lines_up_to(path, resume_step) : "");
+}
+
+void MetricsLog::rewind(int64_t step) { reopen(lines_up_to(path_, step)); }
+
+// metrics.jsonl becomes `kept`; the event file, a new one holding kept's records, after which
+// the older ones of this writer are removed (a crash in between leaves both: never a step lost).
+void MetricsLog::reopen(const std::string& kept) {
+  if (file_) std::fclose(file_);
   file_ = nullptr;
-  data::write_file_atomic(path_, lines_up_to(path_, step));
+  data::write_file_atomic(path_, kept);
   file_ = std::fopen(path_.c_str(), "a");
   if (!file_) throw DataError(path_ + ": cannot open for appending");
+  if (tensorboard_dir_.empty()) return;
+  std::string replay;
+  std::istringstream in(kept);
+  for (std::string line; std::getline(in, line);) {
+    const auto rec = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!rec.is_object()) continue;
+    const auto scalars = scalars_of(rec);
+    if (!scalars.empty())
+      replay += tfrecord(event_message(rec.value("time", unix_time()), rec.value("step", int64_t{0}), scalars));
+  }
+  const auto old = event_files(tensorboard_dir_, kTrainEvents);
+  events_.reset();
+  events_ = std::make_unique<EventFile>(tensorboard_dir_, kTrainEvents, replay);
+  for (const auto& f : old) {
+    std::error_code ec;
+    std::filesystem::remove(f, ec);
+  }
 }
-
 MetricsLog::~MetricsLog() {
   if (file_) std::fclose(file_);
 }
 
-void MetricsLog::write(const nlohmann::json& record) {
+void MetricsLog::write(nlohmann::json record) {
+  if (!record.contains("time")) record["time"] = unix_time();
   const std::string line = record.dump() + "\n";
   errno = 0;
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
     throw DataError(path_ + ": cannot append: " + std::strerror(errno != 0 ? errno : EIO));
+  if (!events_) return;
+  if (const auto scalars = scalars_of(record); !scalars.empty())
+    events_->write(record["time"].get<double>(), record.value("step", int64_t{0}), scalars);
 }
 
 }  // namespace longnet::train

@@ -49,6 +49,7 @@ struct TrainOptions {
   model::Precision precision = model::Precision::kFloat32;  // float32 | bfloat16 (autocast, model/precision.h)
   model::CheckpointPolicy activation_checkpointing;  // none | blocks | {every_k: N}
   std::string out_dir = "runs/default";
+  bool tensorboard = true;  // TensorBoard event files under <out_dir>/tensorboard/
   OnNonfinite on_nonfinite = OnNonfinite::kStop;
   int64_t max_skips = 5;              // skip: this many non-finite steps in a row stop the run
   double rollback_lr_factor = 0.5;    // rollback: the learning rate is multiplied by this each time
@@ -92,6 +93,7 @@ void train_fields(O& o, F&& f) {
   f("precision", o.precision);
   f("activation_checkpointing", o.activation_checkpointing);
   f("out_dir", o.out_dir);
+  f("tensorboard", o.tensorboard);
   f("on_nonfinite", o.on_nonfinite);
   f("max_skips", o.max_skips);
   f("rollback_lr_factor", o.rollback_lr_factor);

@@ -113,7 +113,8 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   std::optional<MetricsLog> metrics;
   if (lead) {
     fs::create_directories(out_dir);
-    metrics.emplace((out_dir / "metrics.jsonl").string(), latest ? state.step : -1);
+    metrics.emplace((out_dir / "metrics.jsonl").string(), latest ? state.step : -1,
+                    opt.tensorboard ? (out_dir / "tensorboard").string() : "");
   }
   const int64_t tokens_per_step = config.data.batch_size * config.data.seq_len * opt.grad_accum * replicas;
   spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {}, {} threads",
