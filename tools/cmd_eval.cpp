@@ -210,16 +210,7 @@ validation text, tokens and tokens/s. Evaluate at another context length with
   if (groups.world) groups.world->barrier()->wait();
   if (!lead) prepared.emplace(train::prepare(cmd.config(), cmd.sets(), train::Stage::kShards, false));
   auto& p = *prepared;
-  std::string ckpt;
-  if (!checkpoint.empty()) {
-    ckpt = checkpoint;
-  } else {
-    const auto latest = train::latest_checkpoint(p.config.train.out_dir + "/checkpoints");
-    if (!latest)
-      throw CheckpointError(p.config.train.out_dir + "/checkpoints: no checkpoint (train first: longnet train " +
-                            cmd.config() + ", or pass --checkpoint DIR)");
-    ckpt = *latest;
-  }
+  const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet eval");
   // The model is rebuilt from the checkpoint's own resolved config; data comes from CONFIG.
   const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
   if (saved.model.vocab_size != p.config.model.vocab_size)

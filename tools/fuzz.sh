@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) names+=("$1"); shift ;;
   esac
 done
-all=(config shard checkpoint corpus)
+all=(config shard checkpoint corpus safetensors)
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for n in "${names[@]}"; do
   [[ " ${all[*]} " == *" $n "* ]] || { echo "tools/fuzz.sh: no harness '$n' (expected one of: ${all[*]})" >&2; exit 2; }

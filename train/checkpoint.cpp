@@ -220,6 +220,15 @@ std::optional<std::string> latest_checkpoint(const std::string& dir) {
   throw CheckpointError(problem + "; no other whole checkpoint under " + dir + " (delete " + dir + " to start over)");
 }
 
+std::string resolve_checkpoint(const RunConfig& config, const std::string& flag, const std::string& command) {
+  if (!flag.empty()) return flag;
+  const auto latest = latest_checkpoint(config.train.out_dir + "/checkpoints");
+  if (!latest)
+    throw CheckpointError(config.train.out_dir + "/checkpoints: no checkpoint (train first: longnet train " + config.source +
+                          ", or pass " + command + " --checkpoint DIR)");
+  return *latest;
+}
+
 std::string checkpoint_config(const std::string& path) {
   if (!fs::is_directory(path)) refuse(path, "not a checkpoint directory (expected a step_* folder under <train.out_dir>/checkpoints)");
   const fs::path file = fs::path(path) / "config.yaml";

@@ -30,6 +30,10 @@ std::string save_checkpoint(const std::string& dir, const RunConfig& config, mod
 // throws CheckpointError when there is none.
 std::optional<std::string> latest_checkpoint(const std::string& dir);
 
+// The checkpoint a command reads: `flag` (its --checkpoint) when given, else the latest under
+// <train.out_dir>/checkpoints; throws CheckpointError naming the folder when there is none.
+std::string resolve_checkpoint(const RunConfig& config, const std::string& flag, const std::string& command);
+
 // Why checkpoint `path` is not whole ("" when it is): its manifest missing or unreadable, a
 // file missing, or a file whose size or checksum differs from the manifest's; names the file.
 std::string checkpoint_problem(const std::string& path);

@@ -230,6 +230,8 @@ void validate(RunConfig& c) {
   v.require(r.threads >= 0 && r.threads <= 1024, "train.threads", r.threads, "an integer in [0, 1024] (0: all cores)");
   v.require(r.device == "cpu" || r.device == "cuda", "train.device", "'" + r.device + "'", "cpu or cuda");
   v.require(!r.out_dir.empty(), "train.out_dir", "nothing", "a folder for checkpoints and metrics");
+  v.require(r.init_from.empty() || std::filesystem::is_regular_file(std::filesystem::path(r.init_from) / "model.safetensors", ec),
+            "train.init_from", "'" + r.init_from + "' (no model.safetensors in it)", "a folder written by longnet export");
   v.require(r.max_skips >= 0, "train.max_skips", r.max_skips, "an integer >= 0");
   v.require(r.rollback_lr_factor > 0 && r.rollback_lr_factor <= 1, "train.rollback_lr_factor", r.rollback_lr_factor,
             "a number in (0, 1]");

@@ -50,6 +50,7 @@ struct TrainOptions {
   model::CheckpointPolicy activation_checkpointing;  // none | blocks | {every_k: N}
   std::string out_dir = "runs/default";
   bool tensorboard = true;  // TensorBoard event files under <out_dir>/tensorboard/
+  std::string init_from;    // a `longnet export` folder whose weights start a new run ("" : random init)
   OnNonfinite on_nonfinite = OnNonfinite::kStop;
   int64_t max_skips = 5;              // skip: this many non-finite steps in a row stop the run
   double rollback_lr_factor = 0.5;    // rollback: the learning rate is multiplied by this each time
@@ -94,6 +95,7 @@ void train_fields(O& o, F&& f) {
   f("activation_checkpointing", o.activation_checkpointing);
   f("out_dir", o.out_dir);
   f("tensorboard", o.tensorboard);
+  f("init_from", o.init_from);
   f("on_nonfinite", o.on_nonfinite);
   f("max_skips", o.max_skips);
   f("rollback_lr_factor", o.rollback_lr_factor);

@@ -16,6 +16,7 @@
 #include "train/config.h"
 #include "train/evaluator.h"
 #include "train/grad_sync.h"
+#include "train/export.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/runtime.h"
@@ -98,6 +99,10 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   if (latest) {
     state = load_checkpoint(*latest, model, optimizer.get());
     spdlog::info("resuming from {} (step {})", *latest, state.step);
+  } else if (!opt.init_from.empty()) {
+    // A new run from exported weights (fine-tuning); a resumed one continues its own.
+    init_from_export(opt.init_from, model);
+    spdlog::info("initialized the model from {}", opt.init_from);
   }
   // Both splits must hold a window before anything is written (the samplers throw DataError).
   data::WindowSampler sampler(shards.train, config.data.seq_len, config.data.batch_size, static_cast<uint64_t>(opt.seed));

@@ -49,7 +49,7 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare bench "bench attention" "bench train" "bench ring" "bench core" launch; do
+for cmd in train eval tokenizer prepare export bench "bench attention" "bench train" "bench ring" "bench core" launch; do
   # shellcheck disable=SC2086
   expect_ok "help-$cmd" "Usage: longnet $cmd" -- "$longnet" $cmd --help
 done
@@ -71,6 +71,8 @@ expect_fail eval-no-tokenizer "tokenizer.path.*does not exist" -- "$longnet" eva
 expect_ok tokenizer "pieces" -- "$longnet" tokenizer "$work/ok.yaml"
 expect_fail vocab-mismatch "model.vocab_size: 999 does not match" -- "$longnet" train "$work/ok.yaml" --set model.vocab_size=999
 expect_fail eval-no-checkpoint "no checkpoint" -- "$longnet" eval "$work/ok.yaml"
+expect_fail export-no-checkpoint "no checkpoint .*longnet export --checkpoint DIR" -- "$longnet" export "$work/ok.yaml" --out "$work/exported"
+expect_fail export-no-out "--out is required" -- "$longnet" export "$work/ok.yaml"
 expect_fail window-too-long "a window needs data.seq_len \+ 1 = 5001 in each split: use a larger corpus or a shorter data.seq_len" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=5000
 expect_fail val-split-too-small "data.val_fraction: .* validation tokens.*raise data.val_fraction from 0.1 to about 0\.2" -- "$longnet" train "$work/ok.yaml" --set data.seq_len=1000
 printf '{"text": "a document"}\n{"text": oops}\n' > "$work/bad.jsonl"
