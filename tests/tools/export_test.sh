@@ -3,14 +3,8 @@
 # (tools/reference_forward.py) that must reproduce longnet's logits to 1e-4, for two sets of
 # model options; and train.init_from, from a fitting export and from one that does not fit.
 # Usage: export_test.sh PATH/TO/longnet
-set -euo pipefail
-longnet=$1
-root=$(cd "$(dirname "$0")/../.." && pwd)
-python=$root/.venv/bin/python
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 
-printf 'To be, or not to be, that is the question.\n%.0s' $(seq 200) > "$work/corpus.txt"
 cat > "$work/run.yaml" <<YAML
 data: {path: $work/corpus.txt, seq_len: 32, batch_size: 2, cache_dir: $work/cache}
 tokenizer: {path: $work/tok.model, type: char}

@@ -3,14 +3,8 @@
 # a run, its resume from an earlier checkpoint after it had logged further (as after a kill),
 # and `longnet eval`. Every scalar of metrics.jsonl is in the event files once, at its step.
 # Usage: tensorboard_test.sh PATH/TO/longnet
-set -euo pipefail
-longnet=$1
-root=$(cd "$(dirname "$0")/../.." && pwd)
-python=$root/.venv/bin/python
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 
-printf 'To be, or not to be, that is the question.\n%.0s' $(seq 200) > "$work/corpus.txt"
 cat > "$work/run.yaml" <<YAML
 data: {path: $work/corpus.txt, seq_len: 16, batch_size: 2, cache_dir: $work/cache}
 tokenizer: {path: $work/tok.model, type: char}
