@@ -61,6 +61,17 @@ const CLI::Validator kFraction(
     },
     "");
 
+const CLI::Validator kNonNegative(
+    [](std::string& text) {
+      try {
+        size_t used = 0;
+        if (std::stod(text, &used) >= 0 && used == text.size()) return std::string();
+      } catch (const std::exception&) {
+      }
+      return "expected a number >= 0, got '" + text + "'";
+    },
+    "");
+
 int dispatch(const std::string& name, const std::string& about, const std::string& noun,
              const std::vector<Subcommand>& subs, int argc, char** argv, const std::string& footer) {
   CLI::App app(about, name);

@@ -46,9 +46,10 @@ struct Subcommand {
 int dispatch(const std::string& name, const std::string& about, const std::string& noun,
              const std::vector<Subcommand>& subs, int argc, char** argv, const std::string& footer = "");
 
-// Validators with longnet's messages: an integer >= 1; a number in (0, 1].
+// Validators with longnet's messages: an integer >= 1; a number in (0, 1]; a number >= 0.
 extern const CLI::Validator kPositive;
 extern const CLI::Validator kFraction;
+extern const CLI::Validator kNonNegative;
 
 // A CLI11 list option: "--lengths 2048,8192" (also repeated) into integers.
 CLI::Option* add_list(CLI::App& app, const std::string& flag, std::vector<int64_t>& into, const std::string& what);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       {"eval", "CONFIG: loss, perplexity and bits per byte over the validation split", tools::cmd_eval},
       {"tokenizer", "CONFIG: train the SentencePiece tokenizer of CONFIG", tools::cmd_tokenizer},
       {"prepare", "CONFIG: tokenize the corpus into cached token shards", tools::cmd_prepare},
+      {"generate", "CONFIG (--prompt TEXT | --prompt-file F): text from a checkpoint, streamed", tools::cmd_generate},
       {"export", "CONFIG --out DIR: a checkpoint's weights as safetensors, with config.json and the tokenizer", tools::cmd_export},
       {"bench", "attention | train | ring | core: the benchmarks", tools::cmd_bench},
       {"launch", "--nproc N -- COMMAND ...: N local processes with the torchrun environment", tools::cmd_launch},

@@ -3,6 +3,7 @@
 // every refusal is a longnet::Error.
 #include <string>
 
+#include "attention/registry.h"
 #include "tests/fuzz/fuzz.h"
 #include "train/export.h"
 
@@ -12,6 +13,7 @@ namespace {
 
 model::LanguageModel& small_model() {
   static model::LanguageModel m = [] {
+    attention::register_builtin_kernels();  // as main() does; parse_config would too
     model::ModelOptions o;
     o.vocab_size = 8;
     o.n_layers = 1;

@@ -49,7 +49,7 @@ train: {steps: 2, out_dir: $work/run, threads: 1, log_every: 1}
 YAML
 printf 'train:\n  stpes: 3\n' > "$work/typo.yaml"
 
-for cmd in train eval tokenizer prepare export bench "bench attention" "bench train" "bench ring" "bench core" launch; do
+for cmd in train eval generate tokenizer prepare export bench "bench attention" "bench train" "bench ring" "bench core" launch; do
   # shellcheck disable=SC2086
   expect_ok "help-$cmd" "Usage: longnet $cmd" -- "$longnet" $cmd --help
 done
@@ -80,6 +80,24 @@ expect_fail jsonl-bad-line "bad.jsonl:2: not valid JSON .*data.skip_bad_lines" -
 [ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
 expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
+# generate: the prompt, then text; the same seed the same text; greedy twice the same.
+expect_ok generate "^To be.*" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 20
+expect_ok generate-rate "generated [0-9]+ tokens in [0-9.]+ s: [0-9.]+ tokens/s" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 5
+same_text() {  # NAME ARGS...: two runs print the same text
+  local name=$1 a b
+  shift
+  a=$("$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 30 "$@" 2>/dev/null)
+  b=$("$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 30 "$@" 2>/dev/null)
+  if [ -n "$a" ] && [ "$a" = "$b" ]; then passed=$((passed + 1)); else echo "FAIL $name: '$a' then '$b'"; failures=$((failures + 1)); fi
+}
+same_text generate-seed --seed 5 --top-k 5 --top-p 0.9
+same_text generate-greedy --temperature 0
+expect_fail generate-too-long "the prompt is [0-9]+ tokens, longer than the model's context of 16 \(model.max_seq_len\).*--truncate" -- \
+  "$longnet" generate "$work/ok.yaml" --prompt "To be, or not to be, that is the question."
+expect_ok generate-truncate "tokens/s" -- "$longnet" generate "$work/ok.yaml" --prompt "To be, or not to be, that is the question." --truncate --max-new-tokens 3
+expect_fail generate-no-prompt "expected --prompt TEXT or --prompt-file F" -- "$longnet" generate "$work/ok.yaml"
+expect_fail generate-missing-file "--prompt-file '.*/nope.txt': no such file" -- "$longnet" generate "$work/ok.yaml" --prompt-file "$work/nope.txt"
+expect_fail generate-top-p "--top-p: expected a number in \(0, 1\], got '0'" -- "$longnet" generate "$work/ok.yaml" --prompt x --top-p 0
 expect_ok eval-by-position '"by_position":\[\{"begin":0,"end":2,' -- "$longnet" eval "$work/ok.yaml" --json --by-position
 expect_ok eval-by-position-table "positions +loss" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 4
 expect_fail eval-bad-bucket "--bucket: expected a positive integer, got '0'" -- "$longnet" eval "$work/ok.yaml" --by-position --bucket 0
