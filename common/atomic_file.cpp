@@ -1,4 +1,5 @@
 #include "common/atomic_file.h"
+#include "common/append_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -98,6 +99,16 @@ std::string read_file(const fs::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+}  // namespace longnet::data
+
+namespace longnet::data {
+
+void append_flushed(std::FILE* file, const std::string& path, std::string_view bytes) {
+  errno = 0;
+  if (std::fwrite(bytes.data(), 1, bytes.size(), file) != bytes.size() || std::fflush(file) != 0)
+    throw DataError(path + ": cannot append: " + std::strerror(errno != 0 ? errno : EIO));
 }
 
 }  // namespace longnet::data

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "common/append_file.h"
 #include "common/atomic_file.h"
 #include "common/errors.h"
 
@@ -75,10 +76,7 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(nlohmann::json record) {
   if (!record.contains("time")) record["time"] = unix_time();
-  const std::string line = record.dump() + "\n";
-  errno = 0;
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
-    throw DataError(path_ + ": cannot append: " + std::strerror(errno != 0 ? errno : EIO));
+  data::append_flushed(file_, path_, record.dump() + "\n");
   if (!events_) return;
   if (const auto scalars = scalars_of(record); !scalars.empty())
     events_->write(record["time"].get<double>(), record.value("step", int64_t{0}), scalars);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/append_file.h"
 #include "common/atomic_file.h"
 #include "common/errors.h"
 
@@ -128,10 +129,7 @@ EventFile::~EventFile() {
 }
 
 void EventFile::write(double wall_time, int64_t step, const Scalars& scalars) {
-  const std::string record = tfrecord(event_message(wall_time, step, scalars));
-  errno = 0;
-  if (std::fwrite(record.data(), 1, record.size(), file_) != record.size() || std::fflush(file_) != 0)
-    throw DataError(path_ + ": cannot append: " + std::strerror(errno != 0 ? errno : EIO));
+  data::append_flushed(file_, path_, tfrecord(event_message(wall_time, step, scalars)));
 }
 
 }  // namespace longnet::train
