@@ -19,9 +19,11 @@ torch::Tensor BlockSparseAttention::block_mask(int64_t T, bool causal) const {
   if (o.stride > 0) keep |= torch::remainder(qb - kb, o.stride) == 0;
   if (o.global_blocks > 0) keep |= (qb < o.global_blocks) | (kb < o.global_blocks);
   if (o.random_blocks > 0) {
-    auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(o.seed));
     for (int64_t i = 0; i < nb; ++i) {
-      auto pick = torch::randperm(nb, gen, torch::kLong).narrow(0, 0, std::min(o.random_blocks, nb));
+      // One generator per row, from the seed and the row (splitmix64's constant spreads them).
+      auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(o.seed) ^ (static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ULL));
+      const int64_t span = causal ? i + 1 : nb;
+      auto pick = torch::randperm(span, gen, torch::kLong).narrow(0, 0, std::min(o.random_blocks, span));
       keep[i].index_fill_(0, pick, true);
     }
   }
@@ -148,6 +150,84 @@ AttentionOutput BlockSparseAttention::forward(const torch::Tensor& q, const torc
   auto res = BlockSparseFunction::apply(h.q, h.k, h.v, block_mask(q.size(1), causal), causal, options_.block_size,
                                         std::max(options_.block_size, options_.key_block), drawn().pack());
   return {res[0].transpose(1, 2), res[1].transpose(1, 2)};
+}
+
+namespace {
+
+struct BlockSparseCache : DecodeCache {
+  int64_t b = 1;
+  torch::Tensor mask;                // [nb, nb]: block_mask(max_len, causal)
+  std::vector<int64_t> last_reader;  // per key block: the last query block that reads it, -1: none
+  std::vector<KvRows> blocks;        // per key block: its rows while held
+  int64_t rows_held() const override {
+    int64_t n = 0;
+    for (const auto& blk : blocks) n += blk.rows_held();
+    return n;
+  }
+  int64_t bytes() const override {
+    int64_t n = 0;
+    for (const auto& blk : blocks) n += blk.bytes();
+    return n;
+  }
+};
+
+BlockSparseCache& block_sparse_cache(DecodeCache& cache) {
+  auto* c = dynamic_cast<BlockSparseCache*>(&cache);
+  TORCH_CHECK(c, "block_sparse attention was given another kernel's decode cache");
+  return *c;
+}
+
+// Drops the blocks no query block from position `next` on reads.
+void evict(BlockSparseCache& c, int64_t next) {
+  const int64_t reader = next / c.b;
+  for (size_t j = 0; j < c.blocks.size(); ++j)
+    if (next >= c.shape.max_len || c.last_reader[j] < reader) c.blocks[j].clear();
+}
+
+}  // namespace
+
+std::unique_ptr<DecodeCache> BlockSparseAttention::start_decoding(const DecodeShape& shape) const {
+  auto c = std::make_unique<BlockSparseCache>();
+  c->shape = shape;
+  c->scale = softmax_scale_for(options_.softmax_scale, shape.head_dim);
+  c->b = options_.block_size;
+  c->mask = block_mask(shape.max_len, /*causal=*/true);
+  const int64_t nb = c->mask.size(0);
+  auto readers = torch::where(c->mask, torch::arange(nb, torch::kLong).unsqueeze(1), torch::full({1}, -1, torch::kLong));
+  auto last = std::get<0>(readers.max(0));
+  c->last_reader.assign(last.data_ptr<int64_t>(), last.data_ptr<int64_t>() + nb);
+  c->blocks.assign(static_cast<size_t>(nb), KvRows(shape, shape.kv_heads, c->b));
+  return c;
+}
+
+AttentionOutput BlockSparseAttention::decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                                                  const torch::Tensor& v) {
+  auto& c = block_sparse_cache(cache);
+  const int64_t p = c.length, i = p / c.b;
+  if (c.last_reader[i] >= i) c.blocks[i].append(k.unsqueeze(2), v.unsqueeze(2));
+  std::vector<torch::Tensor> keys, values;
+  auto row = c.mask[i].contiguous();
+  const bool* kept = row.data_ptr<bool>();
+  for (int64_t j = 0; j <= i; ++j)
+    if (kept[j]) {
+      keys.push_back(c.blocks[j].k.view());
+      values.push_back(c.blocks[j].v.view());
+    }
+  auto res = keys.empty() ? attend_one(q, k.unsqueeze(2).narrow(2, 0, 0), v.unsqueeze(2).narrow(2, 0, 0))
+                          : attend_one(q, torch::cat(keys, 2), torch::cat(values, 2));
+  if ((p + 1) % c.b == 0 || p + 1 >= c.shape.max_len) evict(c, p + 1);
+  return res;
+}
+
+void BlockSparseAttention::decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) {
+  auto& c = block_sparse_cache(cache);
+  const int64_t n = c.length;
+  for (int64_t j = 0; j * c.b < n; ++j) {
+    if (c.last_reader[j] < n / c.b) continue;
+    const int64_t len = std::min(c.b, n - j * c.b);
+    c.blocks[j].append(k.narrow(2, j * c.b, len), v.narrow(2, j * c.b, len));
+  }
+  evict(c, n);
 }
 
 KernelEntry block_sparse_entry() {

@@ -130,6 +130,55 @@ AttentionOutput DenseAttention::forward(const torch::Tensor& q, const torch::Ten
                          options_.softmax_scale, drawn());
 }
 
+namespace {
+
+struct DenseCache : DecodeCache {
+  KvRows rows;
+  int64_t rows_held() const override { return rows.rows_held(); }
+  int64_t bytes() const override { return rows.bytes(); }
+};
+
+DenseCache& dense_cache(DecodeCache& cache) {
+  auto* c = dynamic_cast<DenseCache*>(&cache);
+  TORCH_CHECK(c, "dense attention was given another kernel's decode cache");
+  return *c;
+}
+
+}  // namespace
+
+std::unique_ptr<DecodeCache> dense_start_decoding(const AttentionOptions& options, const DecodeShape& shape) {
+  auto c = std::make_unique<DenseCache>();
+  c->shape = shape;
+  c->scale = softmax_scale_for(options.softmax_scale, shape.head_dim);
+  c->rows = KvRows(shape, shape.kv_heads, shape.max_len);
+  return c;
+}
+
+AttentionOutput dense_decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v) {
+  auto& c = dense_cache(cache);
+  c.rows.append(k.unsqueeze(2), v.unsqueeze(2));
+  auto res = attend_one(q, c.rows.k.view(), c.rows.v.view());
+  if (c.length + 1 == c.shape.max_len) c.rows.clear();
+  return res;
+}
+
+void dense_decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) {
+  auto& c = dense_cache(cache);
+  if (c.length < c.shape.max_len) c.rows.append(k, v);
+}
+
+std::unique_ptr<DecodeCache> DenseAttention::start_decoding(const DecodeShape& shape) const {
+  return dense_start_decoding(options_, shape);
+}
+AttentionOutput DenseAttention::decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                                            const torch::Tensor& v) {
+  return dense_decode_step(cache, q, k, v);
+}
+void DenseAttention::decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) {
+  dense_decode_absorb(cache, k, v);
+}
+
 KernelEntry dense_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<DenseAttention>(o); };

@@ -205,6 +205,120 @@ double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
   return pairs;
 }
 
+namespace {
+
+// One unit's keys while decoding: the rows of its pair's current segment at its offset, for the
+// key/value heads its query heads read.
+struct UnitRows {
+  DilatedUnit unit;
+  torch::Tensor kv_heads;  // [Gu] int64: the key/value heads its query heads read, ascending
+  torch::Tensor expand;    // [Hu] int64: query head -> row of kv_heads; undefined when contiguous groups
+  int64_t segment = -1;    // where the segment of the rows held starts
+  KvRows rows;
+
+  torch::indexing::Slice heads() const { return torch::indexing::Slice(unit.h_first, unit.h_end, unit.h_step); }
+};
+
+struct DilatedCache : DecodeCache {
+  std::vector<UnitRows> units;
+  int64_t rows_held() const override {
+    int64_t n = 0;
+    for (const auto& u : units) n += u.rows.rows_held();
+    return n;
+  }
+  int64_t bytes() const override {
+    int64_t n = 0;
+    for (const auto& u : units) n += u.rows.bytes();
+    return n;
+  }
+};
+
+DilatedCache& dilated_cache(DecodeCache& cache) {
+  auto* c = dynamic_cast<DilatedCache*>(&cache);
+  TORCH_CHECK(c, "dilated attention was given another kernel's decode cache");
+  return *c;
+}
+
+// Drops the rows no position from `next` on reads: those of a segment whose last position at
+// the unit's offset (below max_len) lies before `next`.
+void retire(DilatedCache& c, int64_t next) {
+  for (auto& u : c.units) {
+    if (u.rows.k.size() == 0) continue;
+    const int64_t s = u.segment, end = std::min(s + u.unit.w, c.shape.max_len);
+    const int64_t last = s + u.unit.offset + u.unit.r * ((end - 1 - s - u.unit.offset) / u.unit.r);
+    if (end - 1 - s < u.unit.offset || last < next) u.rows.clear();
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<DecodeCache> DilatedAttention::start_decoding(const DecodeShape& shape) const {
+  auto c = std::make_unique<DilatedCache>();
+  c->shape = shape;
+  c->scale = softmax_scale_for(options_.softmax_scale, shape.head_dim);
+  const int64_t per_kv = shape.heads / shape.kv_heads;
+  for (const auto& unit : dilated_units(options_, shape.heads)) {
+    UnitRows u;
+    u.unit = unit;
+    std::vector<int64_t> kv, expand;
+    for (int64_t h = unit.h_first; h < unit.h_end; h += unit.h_step) {
+      if (kv.empty() || kv.back() != h / per_kv) kv.push_back(h / per_kv);
+      expand.push_back(static_cast<int64_t>(kv.size()) - 1);
+    }
+    const auto Hu = static_cast<int64_t>(expand.size()), Gu = static_cast<int64_t>(kv.size());
+    bool grouped = Hu % Gu == 0;
+    for (int64_t t = 0; grouped && t < Hu; ++t) grouped = expand[t] == t / (Hu / Gu);
+    u.kv_heads = torch::tensor(kv, torch::kLong).to(shape.options.device());
+    if (!grouped) u.expand = torch::tensor(expand, torch::kLong).to(shape.options.device());
+    // A segment (at most max_len long) holds ceil((w - offset) / r) rows at the offset.
+    const int64_t w = std::min(unit.w, shape.max_len);
+    u.rows = KvRows(shape, Gu, std::max<int64_t>(1, (w - unit.offset + unit.r - 1) / unit.r));
+    c->units.push_back(std::move(u));
+  }
+  return c;
+}
+
+AttentionOutput DilatedAttention::decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                                              const torch::Tensor& v) {
+  auto& c = dilated_cache(cache);
+  const int64_t p = c.length;
+  auto out = torch::zeros_like(q);
+  auto lse = torch::full({q.size(0), q.size(1)}, -std::numeric_limits<double>::infinity(), lse_options(q));
+  for (auto& u : c.units) {
+    const int64_t s = p / u.unit.w * u.unit.w;
+    if (u.segment != s) {
+      u.rows.clear();
+      u.segment = s;
+    }
+    if ((p - s) % u.unit.r != u.unit.offset) continue;  // the query and key at p are not in this unit
+    u.rows.append(k.index_select(1, u.kv_heads).unsqueeze(2), v.index_select(1, u.kv_heads).unsqueeze(2));
+    auto keys = u.rows.k.view(), values = u.rows.v.view();
+    if (u.expand.defined()) {
+      keys = keys.index_select(1, u.expand);
+      values = values.index_select(1, u.expand);
+    }
+    auto part = attend_one(q.index({torch::indexing::Slice(), u.heads()}), keys, values);
+    merge_into_(out.index({torch::indexing::Slice(), u.heads()}), lse.index({torch::indexing::Slice(), u.heads()}),
+                part.out, part.lse);
+  }
+  retire(c, p + 1);
+  return {out, lse};
+}
+
+void DilatedAttention::decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) {
+  auto& c = dilated_cache(cache);
+  const int64_t next = c.length;
+  for (auto& u : c.units) {
+    const int64_t s = next / u.unit.w * u.unit.w;
+    u.rows.clear();
+    u.segment = s;
+    if (s + u.unit.offset >= next) continue;
+    auto pos = torch::arange(s + u.unit.offset, next, u.unit.r, torch::kLong).to(k.device());
+    u.rows.append(k.index_select(1, u.kv_heads).index_select(2, pos), v.index_select(1, u.kv_heads).index_select(2, pos));
+  }
+  retire(c, next);
+}
+
 KernelEntry dilated_entry() {
   KernelEntry e;
   e.make = [](const AttentionOptions& o) { return std::make_shared<DilatedAttention>(o); };

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "attention/decode.h"
 #include "attention/kernel.h"
 #include "attention/options.h"
 #include "attention/registry.h"
@@ -26,6 +27,16 @@ class DilatedAttention : public AttentionKernel {
 
   // Summed over the (segment, rate) pairs; under head_groups, averaged over the head groups.
   double attended_pairs(int64_t T, bool causal) const override;
+
+  // Decoding keeps, per unit (pair and offset, below), the rows of the pair's current segment
+  // at the unit's offset, for the key/value heads its query heads read: a row leaves when its
+  // segment can have no later query at that offset. A row two pairs both read is held by each.
+  std::unique_ptr<DecodeCache> start_decoding(const DecodeShape& shape) const override;
+
+ protected:
+  AttentionOutput decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v) override;
+  void decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) override;
 
  private:
   AttentionOptions options_;

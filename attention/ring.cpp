@@ -6,6 +6,7 @@
 
 #include "attention/blockwise.h"
 #include "attention/cross_rank.h"
+#include "attention/dense.h"
 #include "attention/merge.h"
 #include "attention/registry.h"
 
@@ -92,6 +93,19 @@ class RingAttention : public AttentionKernel {
                           options_.key_block, /*packet_rows=*/0, options_.softmax_scale, drawn());
   }
   std::string kind() const override { return "ring"; }
+  // Dense attention's rule: every key is kept (dense.h).
+  std::unique_ptr<DecodeCache> start_decoding(const DecodeShape& shape) const override {
+    return dense_start_decoding(options_, shape);
+  }
+
+ protected:
+  AttentionOutput decode_step(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v) override {
+    return dense_decode_step(cache, q, k, v);
+  }
+  void decode_absorb(DecodeCache& cache, const torch::Tensor& k, const torch::Tensor& v) override {
+    dense_decode_absorb(cache, k, v);
+  }
 
  private:
   AttentionOptions options_;

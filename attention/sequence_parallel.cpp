@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <stdexcept>
 
+#include "attention/decode.h"
 #include "attention/registry.h"
 #include "common/errors.h"
 
@@ -49,6 +51,23 @@ class SequenceParallelKernel : public AttentionKernel {
   }
   std::string kind() const override { return options_.kind; }
   double attended_pairs(int64_t T, bool causal) const override { return local_->attended_pairs(T, causal); }
+  // A sequence-parallel model decodes in one process: the single-process kernel's cache and rule.
+  std::unique_ptr<DecodeCache> start_decoding(const DecodeShape& shape) const override {
+    return local_->start_decoding(shape);
+  }
+  AttentionOutput extend(DecodeCache& cache, const torch::Tensor& q, const torch::Tensor& k,
+                         const torch::Tensor& v) override {
+    local_->eval();
+    return local_->extend(cache, q, k, v);
+  }
+
+ protected:
+  AttentionOutput decode_step(DecodeCache&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) override {
+    throw std::logic_error("SequenceParallelKernel::decode_step: extend() goes to the single-process kernel");
+  }
+  void decode_absorb(DecodeCache&, const torch::Tensor&, const torch::Tensor&) override {
+    throw std::logic_error("SequenceParallelKernel::decode_absorb: extend() goes to the single-process kernel");
+  }
 
  private:
   AttentionOptions options_;

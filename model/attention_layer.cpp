@@ -45,7 +45,24 @@ void MultiHeadAttentionImpl::set_sequence_parallel(attention::SequenceParallelPt
   kernel_ = replace_module("kernel", attention::make_sequence_parallel_kernel(options.attention(), sp_));
 }
 
-torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
+attention::DecodeShape MultiHeadAttentionImpl::decode_shape(int64_t batch, const torch::TensorOptions& o) const {
+  attention::DecodeShape shape;
+  shape.batch = batch;
+  shape.heads = options.n_heads();
+  shape.kv_heads = options.kv_heads();
+  shape.head_dim = options.head_dim();
+  shape.max_len = options.max_seq_len();
+  shape.options = o;
+  return shape;
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) { return attend(x, nullptr); }
+
+torch::Tensor MultiHeadAttentionImpl::extend(const torch::Tensor& x, attention::DecodeCache& cache) {
+  return attend(x, &cache);
+}
+
+torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& x, attention::DecodeCache* cache) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   const int64_t H = options.n_heads(), G = options.kv_heads(), D = options.head_dim();
   auto y = qkv(x);  // [B, T, (H + 2G) D]
@@ -58,7 +75,11 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
     return t.view({B, T, heads, D}).transpose(1, 2).contiguous();
   };
   auto q = head_major(parts[0], H), k = head_major(parts[1], G), v = head_major(parts[2], G);
-  if (rotary && sp_) {
+  if (rotary && cache) {
+    const auto positions = torch::arange(cache->length, cache->length + T, torch::kLong);
+    q = rotary->forward_at(q, false, positions, options.max_seq_len());
+    k = rotary->forward_at(k, true, positions, options.max_seq_len());
+  } else if (rotary && sp_) {
     q = rotary->forward_at(q, false, sp_->positions(), sp_->length());
     k = rotary->forward_at(k, true, sp_->positions(), sp_->length());
   } else if (rotary) {
@@ -69,17 +90,22 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x) {
   // bfloat16 and rotary's float32 tables promote q and k: back to v's dtype.
   q = q.to(v.scalar_type());
   k = k.to(v.scalar_type());
-  if (G < H) {  // each key/value head serves H / G consecutive query heads
-    k = k.repeat_interleave(H / G, 1);
-    v = v.repeat_interleave(H / G, 1);
-  }
   torch::Tensor a;
   {
     // The kernels choose their own internal precision (float32 softmax statistics and lse for
     // bfloat16 inputs): autocast must not recast the products inside them, nor differently in
     // their recomputing backward.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), options.attention().causal).out;
+    if (cache) {
+      // The cache holds the G key/value heads; the kernel reads them for their query heads.
+      a = kernel_->extend(*cache, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).out;
+    } else {
+      if (G < H) {  // each key/value head serves H / G consecutive query heads
+        k = k.repeat_interleave(H / G, 1);
+        v = v.repeat_interleave(H / G, 1);
+      }
+      a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), options.attention().causal).out;
+    }
   }
   auto h = a.reshape({B, T, C});
   if (inner_norm) h = inner_norm(h);

@@ -10,6 +10,7 @@
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 
+#include "attention/decode.h"
 #include "attention/kernel.h"
 #include "attention/options.h"
 #include "attention/sequence_parallel.h"
@@ -48,6 +49,14 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   // (sp->positions()) and so is the result.
   torch::Tensor forward(const torch::Tensor& x);
 
+  // Incremental decoding (attention/decode.h), in eval mode: x [B, n, C], the next n positions
+  // of a sequence whose keys so far `cache` holds -> [B, n, C], what forward over the whole
+  // sequence gives those rows. Rotary/xPos turn each row at its position; xPos's centre is
+  // fixed at max_seq_len / 2 (q.k depends on the distance alone, whatever the centre).
+  torch::Tensor extend(const torch::Tensor& x, attention::DecodeCache& cache);
+  // The shape of this layer's cache for `batch` sequences of up to max_seq_len positions.
+  attention::DecodeShape decode_shape(int64_t batch, const torch::TensorOptions& options) const;
+
   // From now on the layer runs across the ranks of `sp`: its kernel is replaced by the kernel's
   // cross-rank form, and rotary/xPos use the rows' positions in the whole sequence.
   void set_sequence_parallel(attention::SequenceParallelPtr sp);
@@ -66,6 +75,9 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   Rotary rotary{nullptr};    // rope and xpos only
 
  private:
+  // forward (cache null) and extend share every step but the kernel call.
+  torch::Tensor attend(const torch::Tensor& x, attention::DecodeCache* cache);
+
   int64_t q_rows_, kv_rows_;
   attention::KernelPtr kernel_;
   attention::SequenceParallelPtr sp_;

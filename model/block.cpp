@@ -17,12 +17,20 @@ BlockImpl::BlockImpl(const ModelOptions& options) : placement_(options.norm) {
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
+  return run(x, [this](const torch::Tensor& t) { return attn(t); });
+}
+
+torch::Tensor BlockImpl::extend(const torch::Tensor& x, attention::DecodeCache& cache) {
+  return run(x, [&](const torch::Tensor& t) { return attn->extend(t, cache); });
+}
+
+torch::Tensor BlockImpl::run(const torch::Tensor& x, const std::function<torch::Tensor(const torch::Tensor&)>& attend) {
   if (placement_ == NormPlacement::kPre || placement_ == NormPlacement::kSubLn) {
-    auto h = x + attn(norm1(x));
+    auto h = x + attend(norm1(x));
     return h + mlp(norm2(h));
   }
   auto residual = [this](const torch::Tensor& t) { return alpha_ == 1.0 ? t : t * alpha_; };
-  auto h = norm1(residual(x) + attn(x));
+  auto h = norm1(residual(x) + attend(x));
   return norm2(residual(h) + mlp(h));
 }
 

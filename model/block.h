@@ -6,6 +6,8 @@
 // extra norms live inside attn and mlp.
 #include <torch/nn/module.h>
 
+#include <functional>
+
 #include "model/attention_layer.h"
 #include "model/mlp.h"
 #include "model/norm.h"
@@ -20,12 +22,17 @@ class BlockImpl : public torch::nn::Module {
   explicit BlockImpl(const ModelOptions& options);
   // x: [B, T, C] -> [B, T, C]
   torch::Tensor forward(const torch::Tensor& x);
+  // Incremental decoding: x [B, n, C], the next n positions; attention reads and grows `cache`.
+  torch::Tensor extend(const torch::Tensor& x, attention::DecodeCache& cache);
 
   Norm norm1{nullptr}, norm2{nullptr};
   MultiHeadAttention attn{nullptr};
   Mlp mlp{nullptr};
 
  private:
+  // The block around `attend` (attention on its input): forward and extend differ in it alone.
+  torch::Tensor run(const torch::Tensor& x, const std::function<torch::Tensor(const torch::Tensor&)>& attend);
+
   NormPlacement placement_;
   double alpha_ = 1.0;
 };

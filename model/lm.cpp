@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "common/errors.h"
 #include "model/chunked_loss.h"
 #include "model/init.h"
 
@@ -72,6 +73,34 @@ torch::Tensor LanguageModelImpl::logits_at(const torch::Tensor& tokens, const to
   torch::NoGradGuard no_grad;
   AutocastScope scope(autocast());
   return head(hidden(tokens).index_select(1, positions));
+}
+
+int64_t DecodeState::bytes() const {
+  int64_t n = 0;
+  for (const auto& c : layers) n += c->bytes();
+  return n;
+}
+
+DecodeState LanguageModelImpl::start_decoding(int64_t batch) {
+  if (!options_.attention.causal)
+    throw ConfigError("this model was trained with attention.causal: false: it sees later tokens, so it cannot generate "
+                      "(expected a model trained with attention.causal: true)");
+  DecodeState state;
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto& attn = *blocks[i]->as<Block>()->attn;
+    state.layers.push_back(attn.kernel().start_decoding(attn.decode_shape(batch, embed->weight.options())));
+  }
+  return state;
+}
+
+torch::Tensor LanguageModelImpl::extend(DecodeState& state, const torch::Tensor& tokens, bool all_positions) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(!is_training(), "incremental decoding runs in eval mode");
+  AutocastScope scope(autocast());
+  auto x = dropout_(embed(tokens));
+  for (size_t i = 0; i < blocks->size(); ++i) x = blocks[i]->as<Block>()->extend(x, *state.layers[i]);
+  if (norm) x = norm(x);
+  return head(all_positions ? x : x.narrow(1, x.size(1) - 1, 1));
 }
 
 void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t step, int64_t sample0) {

@@ -6,6 +6,10 @@
 #include <torch/nn/modules/embedding.h>
 
 #include <functional>
+#include <memory>
+#include <vector>
+
+#include "attention/decode.h"
 
 #include "model/block.h"
 #include "model/norm.h"
@@ -13,6 +17,13 @@
 #include "model/precision.h"
 
 namespace longnet::model {
+
+// Incremental decoding (attention/decode.h): each layer's cache for one batch of sequences.
+struct DecodeState {
+  std::vector<std::unique_ptr<attention::DecodeCache>> layers;
+  int64_t length() const { return layers.empty() ? 0 : layers.front()->length; }  // positions decoded
+  int64_t bytes() const;  // the keys and values held, over all layers
+};
 
 class LanguageModelImpl : public torch::nn::Module {
  public:
@@ -29,6 +40,14 @@ class LanguageModelImpl : public torch::nn::Module {
   // tokens: [B, T], positions: [n] int64 -> the logits [B, n, V] at those positions only (no
   // [B, T, V] tensor), float32, without autograd.
   torch::Tensor logits_at(const torch::Tensor& tokens, const torch::Tensor& positions);
+
+  // Incremental decoding with a KV cache, in eval mode and without autograd: a state for
+  // `batch` sequences of up to max_seq_len positions (a ConfigError for a model trained with
+  // attention.causal: false), then extend() with each next tokens [B, n] -> the logits of the
+  // last of them [B, 1, V] (all of them [B, n, V]), what forward over the whole sequence so far
+  // gives at those positions.
+  DecodeState start_decoding(int64_t batch);
+  torch::Tensor extend(DecodeState& state, const torch::Tensor& tokens, bool all_positions = false);
 
   // How block i is run on x; unset: block.forward(x). Passes such as activation checkpointing
   // (model/recompute.h) install one, so that the blocks themselves stay plain.

@@ -22,8 +22,8 @@ int cmd_generate(int argc, char** argv) {
               "Prints the prompt, then each new token's text as it is chosen; after the last sample, one\n"
               "line on stderr with the tokens per second. A sample ends at --max-new-tokens or at the\n"
               "end-of-document token. Temperature 0 is greedy; the same --seed gives the same text. Each\n"
-              "token is predicted by a full forward pass over the last model.max_seq_len tokens (no KV\n"
-              "cache yet), so every attention kind generates what its forward computes.");
+              "token is one step of a KV cache that holds the keys the attention kind reads; when the\n"
+              "context (model.max_seq_len) is full, it restarts from the last half of it.");
   cmd.add_config();
   cmd.add_sets();
   std::string checkpoint, prompt, prompt_file;
@@ -39,8 +39,11 @@ int cmd_generate(int argc, char** argv) {
   cmd.app().add_option("--top-p", g.sampling.top_p, "keep the most likely tokens whose probabilities sum to p")->check(kFraction)->capture_default_str();
   cmd.app().add_option("--seed", g.seed, "the draws' seed")->capture_default_str();
   cmd.app().add_option("--num-samples", samples, "samples from the same prompt, one after another")->check(kPositive)->capture_default_str();
+  bool no_cache = false;
+  cmd.app().add_flag("--no-kv-cache", no_cache, "a full forward pass per token instead of the KV cache (same text, slower)");
   cmd.app().add_flag("--truncate", g.truncate, "a prompt longer than the model's context: keep its last tokens (else an error)");
   if (!cmd.parse(argc, argv)) return 0;
+  g.kv_cache = !no_cache;
   if (p_opt->count() == 0 && f_opt->count() == 0)
     throw ConfigError("longnet generate: expected --prompt TEXT or --prompt-file F");
   if (!prompt_file.empty()) {
@@ -63,6 +66,7 @@ int cmd_generate(int argc, char** argv) {
 
   at::Generator generator = at::detail::createCPUGenerator(g.seed);
   int64_t produced = 0;
+  train::GenerateStats stats;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < samples; ++s) {
     if (s > 0) std::fputs("\n----------\n", stdout);
@@ -81,7 +85,7 @@ int cmd_generate(int argc, char** argv) {
         std::fflush(stdout);
         printed = text;
       }
-    });
+    }, &stats);
     const std::string text = tok.decode(out);
     if (text.compare(0, printed.size(), printed) == 0) std::fputs(text.c_str() + printed.size(), stdout);
     std::fputs("\n", stdout);
@@ -89,8 +93,10 @@ int cmd_generate(int argc, char** argv) {
     produced += static_cast<int64_t>(out.size());
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "generated %lld tokens in %.2f s: %.1f tokens/s (%s)\n", static_cast<long long>(produced), seconds,
-               static_cast<double>(produced) / seconds, ckpt.c_str());
+  const std::string cache = g.kv_cache ? "KV cache at most " + std::to_string(stats.cache_bytes / 1024) + " KiB"
+                                       : "no KV cache";
+  std::fprintf(stderr, "generated %lld tokens in %.2f s: %.1f tokens/s (%s, %s)\n", static_cast<long long>(produced),
+               seconds, static_cast<double>(produced) / seconds, cache.c_str(), ckpt.c_str());
   return 0;
 }
 

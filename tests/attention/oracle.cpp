@@ -162,6 +162,33 @@ attention::AttentionOutput block_sparse_oracle(const Qkv& x, const attention::At
   return masked_attention(x.q, x.k, x.v, causal ? allowed & causal_allowed(T) : allowed, factors);
 }
 
+std::vector<torch::Tensor> dense_reads(const attention::AttentionOptions&, int64_t T, int64_t H) {
+  return {causal_allowed(T).expand({H, T, T})};
+}
+
+std::vector<torch::Tensor> dilated_reads(const attention::AttentionOptions& o, int64_t T, int64_t H) {
+  const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
+    if (o.dilated.mix == attention::Mix::kHeadGroups) {
+      const auto [first, count] = attention::head_group(H, n, i);
+      auto part = torch::zeros({H, T, T}, torch::kBool);
+      if (count > 0) part.narrow(0, first, count).copy_(dilated_allowed(T, count, w, r, true, [&](int64_t) { return i % r; }));
+      parts.push_back(part);
+    } else {
+      parts.push_back(dilated_allowed(T, H, w, r, true, [&](int64_t h) { return h % r; }));
+    }
+  }
+  return parts;
+}
+
+std::vector<torch::Tensor> block_sparse_reads(const attention::AttentionOptions& o, int64_t T, int64_t H) {
+  auto blocks = attention::BlockSparseAttention(o).block_mask(T, true);
+  auto blk = torch::div(torch::arange(T, torch::kLong), o.block_size, "floor");
+  return {(blocks.index({blk.unsqueeze(1), blk.unsqueeze(0)}) & causal_allowed(T)).expand({H, T, T})};
+}
+
 KernelCase with(const std::string& kind, int64_t B, int64_t T, int64_t H, int64_t D, bool causal, int64_t block,
                 int64_t key_block = 1024) {
   KernelCase c{{}, B, T, H, D, causal};
@@ -250,10 +277,10 @@ std::vector<KernelCase> block_sparse_cases() {
 const std::vector<KernelTableEntry>& kernel_table() {
   // `ring` in one process is dense attention through the cross-rank code (one rank, no group).
   static const std::vector<KernelTableEntry> table = {
-      {"dense", dense_oracle, dense_cases("dense")},
-      {"ring", dense_oracle, dense_cases("ring")},
-      {"dilated", dilated_oracle, dilated_cases()},
-      {"block_sparse", block_sparse_oracle, block_sparse_cases()},
+      {"dense", dense_oracle, dense_cases("dense"), dense_reads},
+      {"ring", dense_oracle, dense_cases("ring"), dense_reads},
+      {"dilated", dilated_oracle, dilated_cases(), dilated_reads},
+      {"block_sparse", block_sparse_oracle, block_sparse_cases(), block_sparse_reads},
   };
   return table;
 }

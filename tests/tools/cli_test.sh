@@ -82,7 +82,7 @@ expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
 # generate: the prompt, then text; the same seed the same text; greedy twice the same.
 expect_ok generate "^To be.*" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 20
-expect_ok generate-rate "generated [0-9]+ tokens in [0-9.]+ s: [0-9.]+ tokens/s" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 5
+expect_ok generate-rate "generated [0-9]+ tokens in [0-9.]+ s: [0-9.]+ tokens/s \(KV cache at most [0-9]+ KiB" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 5
 same_text() {  # NAME ARGS...: two runs print the same text
   local name=$1 a b
   shift
@@ -92,6 +92,10 @@ same_text() {  # NAME ARGS...: two runs print the same text
 }
 same_text generate-seed --seed 5 --top-k 5 --top-p 0.9
 same_text generate-greedy --temperature 0
+# The KV cache and full forward passes write the same text, past the context of 16 tokens too.
+a=$("$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 40 --seed 2 2>/dev/null)
+b=$("$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 40 --seed 2 --no-kv-cache 2>/dev/null)
+if [ -n "$a" ] && [ "$a" = "$b" ]; then passed=$((passed + 1)); else echo "FAIL generate-no-kv-cache: '$a' then '$b'"; failures=$((failures + 1)); fi
 expect_fail generate-too-long "the prompt is [0-9]+ tokens, longer than the model's context of 16 \(model.max_seq_len\).*--truncate" -- \
   "$longnet" generate "$work/ok.yaml" --prompt "To be, or not to be, that is the question."
 expect_ok generate-truncate "tokens/s" -- "$longnet" generate "$work/ok.yaml" --prompt "To be, or not to be, that is the question." --truncate --max-new-tokens 3

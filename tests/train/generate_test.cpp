@@ -1,5 +1,5 @@
-// Sampling filters against hand-computed cases, seeded draws, prompt fitting, and generation
-// against a loop of full forward passes written out here.
+// Sampling filters against hand-computed cases, seeded draws, prompt fitting, and generation,
+// with the KV cache and without, against a loop of full forward passes written out here.
 #include <gtest/gtest.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -99,7 +99,7 @@ TEST(GenerateTest, APromptLongerThanTheContextIsAnErrorOrTruncatedFromTheLeft) {
 
 class GenerateModelTest : public SeededTest {};
 
-TEST_F(GenerateModelTest, GreedyGenerationIsTheArgmaxOfFullForwardPassesOverTheLastContext) {
+TEST_F(GenerateModelTest, GreedyGenerationIsTheArgmaxOfFullForwardPassesOverTheWindow) {
   for (const std::string kind : {"dense", "dilated", "block_sparse"}) {
     model::ModelOptions o;
     o.vocab_size = 24;
@@ -117,27 +117,75 @@ TEST_F(GenerateModelTest, GreedyGenerationIsTheArgmaxOfFullForwardPassesOverTheL
     m->eval();
     const std::vector<int> prompt = {5, 1, 7};
     train::GenerateOptions g;
-    g.max_new_tokens = 12;  // past max_seq_len: the window slides
+    g.max_new_tokens = 20;  // past max_seq_len: the window restarts twice
     g.sampling.temperature = 0;
-    at::Generator gen = at::detail::createCPUGenerator(0);
-    const auto got = train::generate(m, prompt, g, gen);
+    // Written out: the window holds at most 8 tokens; when a 9th comes it restarts at the last 4.
     std::vector<int64_t> tokens(prompt.begin(), prompt.end());
     std::vector<int> want;
-    torch::NoGradGuard no_grad;
-    for (int i = 0; i < 12; ++i) {
-      const int64_t n = std::min<int64_t>(tokens.size(), 8);
-      auto x = torch::tensor(std::vector<int64_t>(tokens.end() - n, tokens.end())).view({1, n});
-      const int next = static_cast<int>(m->forward(x)[0][n - 1].argmax().item<int64_t>());
-      tokens.push_back(next);
-      want.push_back(next);
+    size_t start = 0;
+    int64_t restarts = 0;
+    {
+      torch::NoGradGuard no_grad;
+      for (int i = 0; i < 20; ++i) {
+        if (tokens.size() - start > 8) {
+          start = tokens.size() - 4;
+          ++restarts;
+        }
+        const auto n = static_cast<int64_t>(tokens.size() - start);
+        auto x = torch::tensor(std::vector<int64_t>(tokens.begin() + static_cast<int64_t>(start), tokens.end())).view({1, n});
+        const int next = static_cast<int>(m->forward(x)[0][n - 1].argmax().item<int64_t>());
+        tokens.push_back(next);
+        want.push_back(next);
+      }
     }
-    EXPECT_EQ(got, want) << kind;
+    ASSERT_EQ(restarts, 3);
+    for (bool cache : {true, false}) {
+      g.kv_cache = cache;
+      at::Generator gen = at::detail::createCPUGenerator(0);
+      train::GenerateStats stats;
+      EXPECT_EQ(train::generate(m, prompt, g, gen, {}, &stats), want) << kind << " kv_cache=" << cache;
+      EXPECT_EQ(stats.restarts, restarts) << kind;
+      EXPECT_EQ(stats.cache_bytes > 0, cache) << kind;
+    }
     // It stops after the stop token.
     g.stop_token = want[2];
+    at::Generator gen = at::detail::createCPUGenerator(0);
     const auto stopped = train::generate(m, prompt, g, gen);
     ASSERT_LE(stopped.size(), 3u) << kind;
     EXPECT_EQ(stopped.back(), want[2]) << kind;
   }
+}
+
+TEST_F(GenerateModelTest, SampledTextIsTheSameWithAndWithoutTheCache) {
+  model::ModelOptions o;
+  o.vocab_size = 24;
+  o.n_layers = 2;
+  o.d_model = 16;
+  o.n_heads = 4;
+  o.n_kv_heads = 2;
+  o.max_seq_len = 12;
+  o.attention.kind = "dilated";
+  o.attention.dilated.segment_lengths = {4, 12};
+  o.attention.dilated.dilation_rates = {1, 3};
+  torch::manual_seed(4);
+  model::LanguageModel m(o);
+  train::GenerateOptions g;
+  g.max_new_tokens = 30;
+  g.sampling.top_k = 5;
+  auto run = [&](bool cache) {
+    g.kv_cache = cache;
+    at::Generator gen = at::detail::createCPUGenerator(9);
+    return train::generate(m, {3, 4}, g, gen);
+  };
+  EXPECT_EQ(run(true), run(false));
+}
+
+TEST(GenerateWindowTest, TheWindowRestartsAtTheLastHalfWhenFull) {
+  EXPECT_EQ(train::window_start(0, 8, 8), 0);
+  EXPECT_EQ(train::window_start(0, 9, 8), 5);
+  EXPECT_EQ(train::window_start(5, 13, 8), 5);
+  EXPECT_EQ(train::window_start(5, 14, 8), 10);
+  EXPECT_EQ(train::window_start(0, 2, 1), 1);  // a context of one token keeps one
 }
 
 }  // namespace
