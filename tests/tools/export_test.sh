@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# longnet export, read by the real safetensors package and an independent numpy forward pass
-# (tools/reference_forward.py) that must reproduce longnet's logits to 1e-4, for two sets of
-# model options; and train.init_from, from a fitting export and from one that does not fit.
+# longnet export, read by the real safetensors package: every tensor equal to the checkpoint's
+# (tools/check_export.py), and an independent numpy forward pass (tools/reference_forward.py)
+# that must reproduce longnet's logits to 1e-4, for two sets of model options; and train.init_from, from a fitting export and from one that does not fit.
 # Usage: export_test.sh PATH/TO/longnet
 source "$(dirname "$0")/lib.sh"
 
@@ -18,6 +18,7 @@ other=(--set train.out_dir="$work/b" --set model.n_kv_heads=2 --set model.mlp=sw
 "$longnet" export "$work/run.yaml" --out "$work/export_a" --sample-tokens 32 >/dev/null
 echo "export of layernorm, gelu, rope:"
 "$python" "$root/tools/reference_forward.py" "$work/export_a"
+"$python" "$root/tools/check_export.py" "$work/a/checkpoints/$(cat "$work/a/checkpoints/latest")" "$work/export_a"
 for f in model.safetensors config.json tokenizer.model; do
   [ -s "$work/export_a/$f" ] || { echo "FAIL: export wrote no $f"; exit 1; }
 done
@@ -27,6 +28,7 @@ cmp -s "$work/tok.model" "$work/export_a/tokenizer.model" || { echo "FAIL: token
 "$longnet" export "$work/run.yaml" "${other[@]}" --out "$work/export_b" --sample-tokens 32 >/dev/null
 echo "export of rmsnorm, swiglu, no positions, biases, 2 key/value heads:"
 "$python" "$root/tools/reference_forward.py" "$work/export_b"
+"$python" "$root/tools/check_export.py" "$work/b/checkpoints/$(cat "$work/b/checkpoints/latest")" "$work/export_b"
 
 # The way back: a new run from export_a's weights; a model that does not fit export_b.
 out=$("$longnet" train "$work/run.yaml" --set train.out_dir="$work/c" --set train.init_from="$work/export_a" 2>&1)
