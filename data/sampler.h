@@ -4,6 +4,9 @@
 // windows that cover a validation split exactly once.
 #include <torch/types.h>
 
+#include <utility>
+
+#include "common/targets.h"
 #include "data/passkey.h"
 #include "data/shards.h"
 
@@ -11,7 +14,8 @@ namespace longnet::data {
 
 struct Batch {
   torch::Tensor tokens;   // [B, T] int64
-  torch::Tensor targets;  // [B, T] int64: tokens shifted left by one
+  torch::Tensor targets;  // [B, T] int64: tokens shifted left by one; kNoTarget where the next
+                          // token is random by construction (a passkey's first appearance)
 };
 
 class WindowSampler {
@@ -24,7 +28,9 @@ class WindowSampler {
   // log-uniform length from the shortest possible to the whole window (the reach), then
   // documents of log-uniform lengths from the shortest to `short_length` until the window is
   // full (many retrievals per window, from which a small model learns to copy); each with a
-  // depth uniform in [0, 1] and a key uniform in [10000, 99999]. `builder` outlives the
+  // depth uniform in [0, 1] and a key uniform in [10000, 99999]. The targets of each key's
+  // first appearance are kNoTarget: a random key cannot be predicted, and its loss would be
+  // gradient noise as large as the answers' signal. `builder` outlives the
   // sampler. Throws ConfigError when seq_len cannot hold a document.
   void mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length);
 
@@ -32,7 +38,8 @@ class WindowSampler {
   const TokenShard& shard_;
   int64_t seq_len_, batch_size_;
   uint64_t seed_;
-  torch::Tensor passkey_window(uint64_t key) const;  // [seq_len + 1] tokens
+  // [seq_len + 1] tokens, and whether each token is random by construction (not a target).
+  std::pair<torch::Tensor, torch::Tensor> passkey_window(uint64_t key) const;
   const PasskeyBuilder* passkeys_ = nullptr;
   double passkey_fraction_ = 0;
   int64_t passkey_short_length_ = 0;

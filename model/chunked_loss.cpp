@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "common/targets.h"
 #include "model/precision.h"
 
 namespace longnet::model {
@@ -44,8 +45,10 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       auto hc = h.narrow(0, s, n);
       auto [logits, lse] = logits_of(hc, weight);
       auto d = logits.sub_(lse.unsqueeze(-1)).exp_();  // softmax
-      d.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), torch::full({n, 1}, -1.0, d.options()));
+      const auto t = targets.narrow(0, s, n);
+      d.scatter_add_(1, t.clamp_min(0).unsqueeze(1), torch::full({n, 1}, -1.0, d.options()));
       d.mul_(g);
+      d.mul_((t != kNoTarget).unsqueeze(1));  // a position without a target has no gradient
       dh.narrow(0, s, n).copy_(torch::matmul(d, weight));
       dw.add_(torch::matmul(d.t(), hc));
     }
@@ -63,7 +66,8 @@ at::Tensor chunked_token_losses(const at::Tensor& h, const at::Tensor& weight, c
   for (int64_t s = 0; s < N; s += chunk) {
     const int64_t n = std::min(chunk, N - s);
     auto [logits, lse] = logits_of(h.narrow(0, s, n), weight);
-    losses.narrow(0, s, n).copy_(lse - logits.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1));
+    const auto t = targets.narrow(0, s, n);
+    losses.narrow(0, s, n).copy_((lse - logits.gather(1, t.clamp_min(0).unsqueeze(1)).squeeze(1)).masked_fill(t == kNoTarget, 0));
   }
   return losses;
 }

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "common/errors.h"
+#include "common/targets.h"
 #include "model/chunked_loss.h"
 #include "model/init.h"
 
@@ -57,7 +58,7 @@ torch::Tensor LanguageModelImpl::loss_sum(const torch::Tensor& tokens, const tor
   auto logits = forward(tokens);
   return torch::nn::functional::cross_entropy(
       logits.view({-1, logits.size(-1)}), targets.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(kNoTarget));
 }
 
 torch::Tensor LanguageModelImpl::token_losses(const torch::Tensor& tokens, const torch::Tensor& targets) {

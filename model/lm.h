@@ -34,6 +34,7 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
   // Summed cross-entropy (nats), for exact averages over batches. Over more than
   // model.loss_chunk targets the head and the loss run in token chunks (no [B*T, V] tensor).
+  // A target of kNoTarget (common/targets.h) adds nothing and has no gradient.
   torch::Tensor loss_sum(const torch::Tensor& tokens, const torch::Tensor& targets);
   // tokens, targets: [B, T] -> [B, T] cross-entropy of each target (nats), without autograd.
   torch::Tensor token_losses(const torch::Tensor& tokens, const torch::Tensor& targets);

@@ -12,6 +12,7 @@
 #include "data/passkey.h"
 #include "common/atomic_file.h"
 #include "common/errors.h"
+#include "common/targets.h"
 #include "data/sampler.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
@@ -432,7 +433,10 @@ TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
   for (int64_t step = 0; step < 50; ++step) {
     auto a = plain.batch(step), b = mixed.batch(step);
     EXPECT_TRUE(torch::equal(b.tokens, again.batch(step).tokens));
-    EXPECT_TRUE(torch::equal(b.targets.narrow(1, 0, T - 1), b.tokens.narrow(1, 1, T - 1)));
+    // Targets are the next tokens, except at a key's first appearance (random: kNoTarget).
+    const auto scored = b.targets.narrow(1, 0, T - 1) != kNoTarget;
+    EXPECT_TRUE(torch::equal(b.targets.narrow(1, 0, T - 1).masked_select(scored),
+                             b.tokens.narrow(1, 1, T - 1).masked_select(scored)));
     for (int64_t r = 0; r < 8; ++r, ++rows) {
       if (torch::equal(a.tokens[r], b.tokens[r])) continue;
       ++documents;
@@ -478,6 +482,47 @@ TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
     }
   }
   EXPECT_GT(longest_first, T / 2) << "the first document reaches across the window now and then";
+}
+
+// The targets of each key's first appearance in a passkey window are kNoTarget, and only those:
+// the key is random, while its second appearance and the answer are copies, and scored.
+TEST_F(PasskeyTest, AKeysFirstAppearanceIsNotATarget) {
+  data::TokenShard shard = counting_shard();
+  data::PasskeyBuilder builder(*tok);
+  const int64_t T = 1500;
+  data::WindowSampler sampler(shard, T, 2, 11);
+  sampler.mix_passkeys(&builder, 1.0, builder.min_length() + 60);
+  const auto task = tok->encode("There is an important info");
+  const auto lead = tok->encode("The pass key is");
+  const auto question = tok->encode("What is the pass key? The pass key is");
+  auto find = [](const int64_t* x, int64_t from, int64_t to, const std::vector<int>& what) {
+    for (int64_t i = from; i + static_cast<int64_t>(what.size()) <= to; ++i)
+      if (std::equal(what.begin(), what.end(), x + i)) return i;
+    return to;
+  };
+  int64_t documents = 0;
+  for (int64_t step = 0; step < 5; ++step) {
+    const auto b = sampler.batch(step);
+    for (int64_t r = 0; r < 2; ++r) {
+      const auto row = torch::cat({b.tokens[r], b.targets[r].narrow(0, T - 1, 1)});
+      const auto* x = row.data_ptr<int64_t>();
+      const auto unscored = (b.targets[r] == kNoTarget).to(torch::kLong);
+      auto expected = torch::zeros({T}, torch::kLong);
+      for (int64_t start = 0; start < T + 1; ++documents) {
+        int64_t end = find(x, start + 1, T + 1, task);  // the next document's start
+        const int64_t key_at = find(x, start, end, lead) + static_cast<int64_t>(lead.size());
+        const int64_t answer_at = find(x, key_at, end, question) + static_cast<int64_t>(question.size());
+        ASSERT_LT(answer_at, end);
+        const int64_t key_size = end - answer_at;
+        EXPECT_TRUE(std::equal(x + key_at, x + key_at + key_size, x + answer_at)) << "the answer is the key";
+        // Target i predicts token i + 1: the key's tokens are the targets before them.
+        expected.narrow(0, key_at - 1, key_size).fill_(1);
+        start = end;
+      }
+      EXPECT_TRUE(torch::equal(unscored, expected)) << "step " << step << ", row " << r;
+    }
+  }
+  EXPECT_GT(documents, 20);
 }
 
 }  // namespace

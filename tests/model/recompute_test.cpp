@@ -2,6 +2,7 @@
 // and nothing in a training step that grows faster than T.
 #include <gtest/gtest.h>
 
+#include "common/targets.h"
 #include "model/chunked_loss.h"
 #include "model/lm.h"
 #include "model/recompute.h"
@@ -180,6 +181,50 @@ TEST_F(ChunkedLossTest, MatchesCrossEntropyAndItsGradients) {
     auto per_token = model::chunked_token_losses(h, w, t, chunk);
     EXPECT_TRUE(AllClose(per_token.sum(), want, 1e-10));
   }
+}
+
+// A target of kNoTarget adds nothing and has no gradient: against cross-entropy over the other
+// rows alone, chunked and whole, and through the model's loss_sum both ways.
+TEST_F(ChunkedLossTest, PositionsWithoutATargetAddNothingAndHaveNoGradient) {
+  auto h = torch::randn({37, 8}, torch::kDouble).requires_grad_();
+  auto w = torch::randn({50, 8}, torch::kDouble).requires_grad_();
+  auto t = torch::randint(50, {37}, torch::kLong);
+  t.index_put_({torch::arange(0, 37, 3)}, kNoTarget);
+  const auto kept = (t != kNoTarget).nonzero().squeeze(1);
+  ASSERT_EQ(kept.numel(), 24);
+  auto want = torch::nn::functional::cross_entropy(torch::matmul(h.index_select(0, kept), w.t()), t.index_select(0, kept),
+                                                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  auto g2 = torch::autograd::grad({want}, {h, w}, {}, true);
+  for (int64_t chunk : {1, 7, 37, 100}) {
+    auto got = model::chunked_cross_entropy_sum(h, w, t, chunk);
+    EXPECT_TRUE(AllClose(got, want, 1e-10)) << "chunk " << chunk;
+    auto g1 = torch::autograd::grad({got}, {h, w});
+    EXPECT_TRUE(AllClose(g1[0], g2[0], 1e-10)) << "dh, chunk " << chunk;
+    EXPECT_TRUE(AllClose(g1[1], g2[1], 1e-10)) << "dW, chunk " << chunk;
+    EXPECT_EQ(g1[0].index_select(0, torch::arange(0, 37, 3)).abs().max().item<double>(), 0.0);
+    auto per_token = model::chunked_token_losses(h, w, t, chunk);
+    EXPECT_EQ(per_token.index_select(0, torch::arange(0, 37, 3)).abs().max().item<double>(), 0.0);
+    EXPECT_TRUE(AllClose(per_token.sum(), want, 1e-10));
+  }
+  // The model: the whole head (loss_chunk 0, torch's cross_entropy) and the chunked one give
+  // the sum of the unmasked targets' token losses.
+  auto o = small(1, 0.0);
+  o.loss_chunk = 0;
+  torch::manual_seed(3);
+  model::LanguageModel whole(o);
+  o.loss_chunk = 5;
+  torch::manual_seed(3);
+  model::LanguageModel chunked(o);
+  auto x = torch::randint(64, {2, 16}, torch::kLong), y = torch::randint(64, {2, 16}, torch::kLong);
+  const auto plain = whole->token_losses(x, y);
+  auto masked = y.clone();
+  masked.index_put_({0, torch::indexing::Slice(3, 9)}, kNoTarget);
+  const double expected = plain.sum().item<double>() - plain[0].narrow(0, 3, 6).sum().item<double>();
+  EXPECT_NEAR(whole->loss_sum(x, masked).item<double>(), expected, 1e-4);
+  EXPECT_NEAR(chunked->loss_sum(x, masked).item<double>(), expected, 1e-4);
+  const auto by_token = whole->token_losses(x, masked);
+  EXPECT_EQ(by_token[0].narrow(0, 3, 6).abs().max().item<double>(), 0.0);
+  EXPECT_NEAR(by_token.sum().item<double>(), expected, 1e-4);
 }
 
 TEST_F(ChunkedLossTest, ChunkedMlpMatchesTheWholeOne) {
