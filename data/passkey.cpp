@@ -68,7 +68,6 @@ PasskeyDocument PasskeyBuilder::build(int64_t length, double depth, int key) con
   add_filler(0, d.filler_before);
   d.key_begin = static_cast<int64_t>(d.tokens.size());
   d.key_at = d.key_begin + static_cast<int64_t>(key_parts_[0].size());
-  d.key_size = static_cast<int64_t>(answer.size());
   d.tokens.insert(d.tokens.end(), sentence.begin(), sentence.end());
   add_filler(d.filler_before, filler);
   d.tokens.insert(d.tokens.end(), question_.begin(), question_.end());

@@ -21,8 +21,8 @@ struct PasskeyDocument {
   std::vector<int> tokens;   // the document: `length` tokens ending with the answer
   int64_t answer_begin = 0;  // tokens[answer_begin, length) are the answer " K"
   int64_t key_begin = 0;     // the key sentence's first token
-  int64_t key_at = 0;        // tokens[key_at, key_at + key_size): the key's first appearance,
-  int64_t key_size = 0;      //   random, so not predictable (the answer's tokens again)
+  int64_t key_at = 0;        // the key's first appearance: as many tokens as the answer, random,
+                             //   so not predictable
   int64_t filler_before = 0; // filler tokens between the task line and the key sentence
   int64_t filler = 0;        // filler tokens in all
   int key = 0;

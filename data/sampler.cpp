@@ -25,7 +25,8 @@ WindowSampler::WindowSampler(const TokenShard& shard, int64_t seq_len, int64_t b
 
 Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
   const uint64_t span = static_cast<uint64_t>(shard_.size() - seq_len_);  // valid starts: [0, span)
-  std::vector<torch::Tensor> rows, random;
+  std::vector<torch::Tensor> rows;
+  std::vector<std::pair<int64_t, torch::Tensor>> unscored;  // passkey rows: which tokens are random
   rows.reserve(batch_size_);
   uint64_t key = mix64(seed_ ^ mix64(static_cast<uint64_t>(step) ^ mix64(static_cast<uint64_t>(micro) ^ mix64(static_cast<uint64_t>(rank)))));
   for (int64_t b = 0; b < batch_size_; ++b) {
@@ -34,18 +35,18 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
       // More draws from the row's key: passkey or not, then the key of its documents.
       const uint64_t k1 = mix64(key ^ 0x70617373ULL), k2 = mix64(k1), k3 = mix64(k2);
       if (unit(k1) < passkey_fraction_) {
-        auto [tokens, unscored] = passkey_window(k2 ^ k3);
+        auto [tokens, random] = passkey_window(k2 ^ k3);
         rows.push_back(tokens);
-        random.push_back(unscored);
+        unscored.emplace_back(b, random);
         continue;
       }
     }
     rows.push_back(shard_.slice(static_cast<int64_t>(key % span), seq_len_ + 1));
-    random.push_back(torch::zeros({seq_len_ + 1}, torch::kBool));
   }
   auto w = torch::stack(rows);  // [B, T + 1]
   auto targets = w.narrow(1, 1, seq_len_);
-  if (passkeys_) targets = targets.masked_fill(torch::stack(random).narrow(1, 1, seq_len_), kNoTarget);
+  if (!unscored.empty()) targets = targets.clone();  // a view of w, which the tokens share
+  for (const auto& [row, random] : unscored) targets[row].masked_fill_(random.narrow(0, 1, seq_len_), kNoTarget);
   return {w.narrow(1, 0, seq_len_), targets};
 }
 
@@ -69,7 +70,8 @@ std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t k
     if (remaining - length < shortest) length = remaining;
     const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
     const auto doc = passkeys_->build(length, unit(depth_key), passkey_of_hash(pass_key));
-    random.narrow(0, static_cast<int64_t>(tokens.size()) + doc.key_at, doc.key_size).fill_(true);
+    const int64_t key_size = length - doc.answer_begin;  // the key's tokens are the answer's
+    random.narrow(0, static_cast<int64_t>(tokens.size()) + doc.key_at, key_size).fill_(true);
     tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());
     remaining -= length;
     longest = passkey_short_length_;

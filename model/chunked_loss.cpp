@@ -47,8 +47,7 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       auto d = logits.sub_(lse.unsqueeze(-1)).exp_();  // softmax
       const auto t = targets.narrow(0, s, n);
       d.scatter_add_(1, t.clamp_min(0).unsqueeze(1), torch::full({n, 1}, -1.0, d.options()));
-      d.mul_(g);
-      d.mul_((t != kNoTarget).unsqueeze(1));  // a position without a target has no gradient
+      d.mul_((t != kNoTarget).unsqueeze(1) * g);  // a position without a target has no gradient
       dh.narrow(0, s, n).copy_(torch::matmul(d, weight));
       dw.add_(torch::matmul(d.t(), hc));
     }
