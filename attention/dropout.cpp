@@ -27,10 +27,13 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-std::vector<int64_t> positions_on_cpu(const at::Tensor& pos) {
+// The positions as the hash takes them: shifted by the key's position0.
+std::vector<int64_t> positions_on_cpu(const DropoutKey& key, const at::Tensor& pos) {
   TORCH_CHECK(pos.dim() == 1 && pos.scalar_type() == at::kLong, "dropout positions must be [T] int64");
   auto p = pos.to(at::kCPU).contiguous();
-  return {p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel()};
+  std::vector<int64_t> out(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+  for (auto& x : out) x += key.position0;
+  return out;
 }
 
 // Pair (i, j) is kept when the top 53 bits of its hash, as a number in [0, 1), are >= rate.
@@ -83,7 +86,7 @@ at::Tensor dropout_factors_by_tensor_ops(const DropoutKey& key, uint64_t stream,
   TORCH_CHECK(key.rate > 0 && key.rate < 1, "dropout rate must be in (0, 1)");
   TORCH_CHECK(q_pos.dim() == 1 && k_pos.dim() == 1 && q_pos.scalar_type() == at::kLong && k_pos.scalar_type() == at::kLong,
               "dropout positions must be [T] int64");
-  const auto q = q_pos.to(device), k = k_pos.to(device);
+  const auto q = at::add(q_pos.to(device), key.position0), k = at::add(k_pos.to(device), key.position0);
   auto row = mix_tensor(at::bitwise_xor(q, bits(stream)));                                   // [Tq]
   auto h = mix_tensor(at::bitwise_xor(row.unsqueeze(1), at::mul(k, bits(0xD6E8FEB86659FD93ULL)).unsqueeze(0)));  // [Tq, Tk]
   const auto threshold = static_cast<int64_t>(std::ldexp(key.rate, 53));
@@ -95,17 +98,19 @@ at::Tensor dropout_factors_by_tensor_ops(const DropoutKey& key, uint64_t stream,
 std::vector<int64_t> DropoutKey::pack() const {
   int64_t rate_bits;
   std::memcpy(&rate_bits, &rate, sizeof rate_bits);
-  return {rate_bits, static_cast<int64_t>(seed), static_cast<int64_t>(step), static_cast<int64_t>(layer), sample0};
+  return {rate_bits, static_cast<int64_t>(seed), static_cast<int64_t>(step), static_cast<int64_t>(layer), sample0,
+          position0};
 }
 
 DropoutKey DropoutKey::unpack(const std::vector<int64_t>& p) {
-  TORCH_CHECK(p.size() == 5, "a packed DropoutKey has 5 entries");
+  TORCH_CHECK(p.size() == 6, "a packed DropoutKey has 6 entries");
   DropoutKey k;
   std::memcpy(&k.rate, &p[0], sizeof k.rate);
   k.seed = static_cast<uint64_t>(p[1]);
   k.step = static_cast<uint64_t>(p[2]);
   k.layer = static_cast<uint64_t>(p[3]);
   k.sample0 = p[4];
+  k.position0 = p[5];
   return k;
 }
 
@@ -120,7 +125,7 @@ at::Tensor dropout_factors(const DropoutKey& key, uint64_t stream, const at::Ten
                            at::ScalarType dtype, const at::Device& device) {
   TORCH_CHECK(key.rate > 0 && key.rate < 1, "dropout rate must be in (0, 1)");
   if (!device.is_cpu()) return dropout_factors_by_tensor_ops(key, stream, q_pos, k_pos, dtype, device);
-  return factors_on_cpu(key, stream, positions_on_cpu(q_pos), positions_on_cpu(k_pos), dtype).to(dtype);
+  return factors_on_cpu(key, stream, positions_on_cpu(key, q_pos), positions_on_cpu(key, k_pos), dtype).to(dtype);
 }
 
 at::Tensor dropout_factors_all(const DropoutKey& key, int64_t B, int64_t H, const at::Tensor& q_pos,
@@ -133,7 +138,7 @@ at::Tensor dropout_factors_all(const DropoutKey& key, int64_t B, int64_t H, cons
         units.push_back(dropout_factors_by_tensor_ops(key, key.stream(b, h), q_pos, k_pos, dtype, device));
     return at::stack(units).view({B, H, q_pos.size(0), k_pos.size(0)});
   }
-  const auto q = positions_on_cpu(q_pos), k = positions_on_cpu(k_pos);
+  const auto q = positions_on_cpu(key, q_pos), k = positions_on_cpu(key, k_pos);
   std::vector<at::Tensor> units;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) units.push_back(factors_on_cpu(key, key.stream(b, h), q, k, dtype));

@@ -24,6 +24,8 @@ struct DropoutKey {
   uint64_t step = 0;     // the optimizer step (the same in forward and recompute)
   uint64_t layer = 0;    // the model's layer index
   int64_t sample0 = 0;   // the global index of batch row 0 (micro-batch and data-parallel rank)
+  int64_t position0 = 0; // the absolute position of the kernel's row 0: a document of a packed
+                         //   window run alone (documents.h) hashes its pairs where they sit
 
   bool active() const { return rate > 0; }
   // As int64s, for an autograd function's saved_data, and back.
@@ -35,7 +37,8 @@ struct DropoutKey {
 };
 
 // [Tq, Tk] float of `dtype` on `device`: 1/(1 - rate) where pair (q_pos[i], k_pos[j]) is kept,
-// 0 where it is dropped. q_pos: [Tq], k_pos: [Tk] int64 absolute positions (any device). On
+// 0 where it is dropped. q_pos: [Tq], k_pos: [Tk] int64 positions (any device), absolute once
+// key.position0 is added to them. On
 // the CPU a loop computes it; on other devices (CUDA) tensor operations on the device compute
 // the same hash (dropout_factors_by_tensor_ops), so no mask is drawn on the host and copied.
 at::Tensor dropout_factors(const DropoutKey& key, uint64_t stream, const at::Tensor& q_pos,

@@ -40,6 +40,8 @@ std::vector<int> PasskeyBuilder::key_sentence(const std::vector<int>& key) const
   return s;
 }
 
+int PasskeyBuilder::separator() const { return tokenizer_.eos_id(); }
+
 int64_t PasskeyBuilder::min_length() const {
   int64_t fixed = static_cast<int64_t>(task_.size() + question_.size());
   for (const auto& part : key_parts_) fixed += static_cast<int64_t>(part.size());

@@ -36,6 +36,7 @@ class PasskeyBuilder {
   // `length` cannot hold the fixed pieces and one filler token (min_length()).
   PasskeyDocument build(int64_t length, double depth, int key) const;
   int64_t min_length() const;  // enough for any key
+  int separator() const;        // the tokenizer's end-of-document token, which separates documents
 
  private:
   std::vector<int> key_sentence(const std::vector<int>& key) const;

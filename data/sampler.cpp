@@ -53,28 +53,34 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
 std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t key) const {
   // The first document's length is log-uniform in [min, window]: every scale of reach is
   // trained equally often. The rest of the window holds documents of log-uniform lengths in
-  // [min, short_length]; the last takes what is left when less than another minimum would
-  // remain.
+  // [min, short_length], each begun by the end-of-document token as the corpus separates its
+  // documents (and as model.document_mask finds them); the last takes what is left when less
+  // than another document would remain.
   const int64_t shortest = passkeys_->min_length();
+  const int separator = passkeys_->separator();
   std::vector<int64_t> tokens;
   auto random = torch::zeros({seq_len_ + 1}, torch::kBool);
   int64_t remaining = seq_len_ + 1;
   int64_t longest = remaining;
+  int64_t lead = 0;  // the separator's token before every document but the first
   while (remaining > 0) {
     key = mix64(key + 1);
-    const int64_t upper = std::max(shortest, std::min(longest, remaining));
+    const int64_t least = shortest + lead;
+    const int64_t upper = std::max(least, std::min(longest, remaining));
     int64_t length = static_cast<int64_t>(
-        std::exp(std::log(static_cast<double>(shortest)) +
-                 unit(key) * (std::log(static_cast<double>(upper)) - std::log(static_cast<double>(shortest)))));
-    length = std::clamp(length, shortest, remaining);
-    if (remaining - length < shortest) length = remaining;
+        std::exp(std::log(static_cast<double>(least)) +
+                 unit(key) * (std::log(static_cast<double>(upper)) - std::log(static_cast<double>(least)))));
+    length = std::clamp(length, least, remaining);
+    if (remaining - length < shortest + 1) length = remaining;
     const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
-    const auto doc = passkeys_->build(length, unit(depth_key), passkey_of_hash(pass_key));
-    const int64_t key_size = length - doc.answer_begin;  // the key's tokens are the answer's
+    if (lead) tokens.push_back(separator);
+    const auto doc = passkeys_->build(length - lead, unit(depth_key), passkey_of_hash(pass_key));
+    const int64_t key_size = length - lead - doc.answer_begin;  // the key's tokens are the answer's
     random.narrow(0, static_cast<int64_t>(tokens.size()) + doc.key_at, key_size).fill_(true);
     tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());
     remaining -= length;
     longest = passkey_short_length_;
+    lead = 1;
   }
   return {torch::tensor(tokens, torch::kLong), random};
 }

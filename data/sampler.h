@@ -27,7 +27,8 @@ class WindowSampler {
   // the seed and its place in the run), passkey documents instead, end to end: first one of
   // log-uniform length from the shortest possible to the whole window (the reach), then
   // documents of log-uniform lengths from the shortest to `short_length` until the window is
-  // full (many retrievals per window, from which a small model learns to copy); each with a
+  // full (many retrievals per window, from which a small model learns to copy), each of these
+  // begun by the end-of-document token that separates the corpus's documents; each with a
   // depth uniform in [0, 1] and a key uniform in [10000, 99999]. The targets of each key's
   // first appearance are kNoTarget: a random key cannot be predicted, and its loss would be
   // gradient noise as large as the answers' signal. `builder` outlives the

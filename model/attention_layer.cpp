@@ -104,7 +104,10 @@ torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& x, attention::
         k = k.repeat_interleave(H / G, 1);
         v = v.repeat_interleave(H / G, 1);
       }
-      a = kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), options.attention().causal).out;
+      const bool causal = options.attention().causal;
+      a = documents_ ? attention::attend_documents(*kernel_, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                   causal, *documents_).out
+                     : kernel_->forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal).out;
     }
   }
   auto h = a.reshape({B, T, C});

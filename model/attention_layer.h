@@ -11,6 +11,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "attention/decode.h"
+#include "attention/documents.h"
 #include "attention/kernel.h"
 #include "attention/options.h"
 #include "attention/sequence_parallel.h"
@@ -61,6 +62,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   // cross-rank form, and rotary/xPos use the rows' positions in the whole sequence.
   void set_sequence_parallel(attention::SequenceParallelPtr sp);
 
+  // From now on forward attends each document of a row alone (attention/documents.h): the
+  // model sets each forward's starts (model.document_mask); null: the rows are one sequence.
+  // Incremental decoding ignores them (one document: lm.h).
+  void set_documents(std::shared_ptr<const attention::DocumentStarts> starts) { documents_ = std::move(starts); }
+
   // The attention kernel the layer calls (its dropout key is set through it: lm.h).
   attention::AttentionKernel& kernel() { return *kernel_; }
 
@@ -81,6 +87,7 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   int64_t q_rows_, kv_rows_;
   attention::KernelPtr kernel_;
   attention::SequenceParallelPtr sp_;
+  std::shared_ptr<const attention::DocumentStarts> documents_;
   torch::nn::Dropout dropout_{nullptr};
 };
 TORCH_MODULE(MultiHeadAttention);

@@ -20,7 +20,18 @@ LanguageModelImpl::LanguageModelImpl(const ModelOptions& options) : options_(opt
   init_weights(*this);
 }
 
+void LanguageModelImpl::mask_documents(const torch::Tensor& tokens) {
+  if (!options_.document_mask) return;
+  if (options_.document_separator < 0)
+    throw ConfigError("model.document_mask: the model was built without its tokenizer's end-of-document id, which "
+                      "separates the documents (expected a model built from a config with a tokenizer)");
+  auto starts = std::make_shared<const attention::DocumentStarts>(
+      attention::document_starts(tokens, options_.document_separator));
+  for (size_t i = 0; i < blocks->size(); ++i) blocks[i]->as<Block>()->attn->set_documents(starts);
+}
+
 torch::Tensor LanguageModelImpl::hidden(const torch::Tensor& tokens) {
+  mask_documents(tokens);
   auto x = dropout_(embed(tokens));
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto& block = *blocks[i]->as<Block>();
@@ -97,6 +108,10 @@ DecodeState LanguageModelImpl::start_decoding(int64_t batch) {
 torch::Tensor LanguageModelImpl::extend(DecodeState& state, const torch::Tensor& tokens, bool all_positions) {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(!is_training(), "incremental decoding runs in eval mode");
+  if (options_.document_mask && tokens.eq(options_.document_separator).any().item<bool>())
+    throw ConfigError("model.document_mask: incremental decoding takes one document, and these tokens hold the "
+                      "end-of-document token " + std::to_string(options_.document_separator) +
+                      " (expected a prompt of one document)");
   AutocastScope scope(autocast());
   auto x = dropout_(embed(tokens));
   for (size_t i = 0; i < blocks->size(); ++i) x = blocks[i]->as<Block>()->extend(x, *state.layers[i]);
@@ -115,6 +130,9 @@ void set_attention_dropout(LanguageModelImpl& model, uint64_t seed, uint64_t ste
 }
 
 void enable_sequence_parallel(LanguageModelImpl& model, attention::SequenceParallelPtr sp) {
+  if (model.options().document_mask)
+    throw ConfigError("model.document_mask: not supported under sequence parallelism (a document may span ranks); "
+                      "expected model.document_mask: false, or one rank per sequence");
   for (size_t i = 0; i < model.blocks->size(); ++i) model.blocks[i]->as<Block>()->attn->set_sequence_parallel(sp);
 }
 

@@ -46,7 +46,8 @@ class LanguageModelImpl : public torch::nn::Module {
   // `batch` sequences of up to max_seq_len positions (a ConfigError for a model trained with
   // attention.causal: false), then extend() with each next tokens [B, n] -> the logits of the
   // last of them [B, 1, V] (all of them [B, n, V]), what forward over the whole sequence so far
-  // gives at those positions.
+  // gives at those positions. Under model.document_mask the tokens must be one document (no
+  // end-of-document token; a ConfigError otherwise).
   DecodeState start_decoding(int64_t batch);
   torch::Tensor extend(DecodeState& state, const torch::Tensor& tokens, bool all_positions = false);
 
@@ -69,6 +70,8 @@ class LanguageModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] -> [B, T, C], after final norm
+  // model.document_mask: the attention layers' document starts for this forward's tokens.
+  void mask_documents(const torch::Tensor& tokens);
   torch::Tensor head(const torch::Tensor& h) const;   // [..., C] -> logits [..., V]
   AutocastState autocast() const;                     // precision_ on the parameters' device
 

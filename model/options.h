@@ -78,6 +78,12 @@ struct ModelOptions {
   // Token chunks, so that nothing of size T x vocab or T x d_ff exists at long T:
   int64_t loss_chunk = 8192;  // the LM head and cross-entropy, forward and backward (0: whole)
   int64_t mlp_chunk = 0;      // the MLP, each chunk recomputed in backward (0: whole)
+  // Packed windows: each document attends only to itself (attention/documents.h), documents
+  // beginning at the tokenizer's end-of-document token.
+  bool document_mask = false;
+  // That token's id: not a YAML key but the tokenizer's, set by whoever builds the model from a
+  // tokenizer (train::model_options); -1: unknown, and a model with document_mask refuses to run.
+  int64_t document_separator = -1;
   attention::AttentionOptions attention;
 
   int64_t head_dim() const { return d_model / n_heads; }
@@ -112,6 +118,7 @@ void model_fields(O& o, F&& f) {
   f("init_std", o.init_std);
   f("loss_chunk", o.loss_chunk);
   f("mlp_chunk", o.mlp_chunk);
+  f("document_mask", o.document_mask);
 }
 
 // xPos multiplies q by zeta^(n / base) and k by zeta^(-n / base) with n the position from

@@ -218,7 +218,7 @@ validation text, tokens and tokens/s. Evaluate at another context length with
                           std::to_string(p.config.model.vocab_size) + " pieces of tokenizer '" + p.config.tokenizer.path + "'");
   if (passkey && lengths.empty()) lengths = {p.config.data.seq_len};
   const int64_t longest = lengths.empty() ? p.config.data.seq_len : *std::max_element(lengths.begin(), lengths.end());
-  auto model_options = saved.model;
+  auto model_options = train::model_options(saved.model, *p.tokenizer);
   if (longest > model_options.max_seq_len) {
     if (lengths.empty())
       throw ConfigError("longnet eval: data.seq_len " + std::to_string(p.config.data.seq_len) + " exceeds the model.max_seq_len " +

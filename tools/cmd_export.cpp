@@ -34,7 +34,7 @@ int cmd_export(int argc, char** argv) {
   auto p = train::prepare(cmd.config(), cmd.sets(), train::Stage::kTokenizer, false);
   const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet export");
   const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
-  model::LanguageModel model(saved.model);
+  model::LanguageModel model(train::model_options(saved.model, *p.tokenizer));
   train::load_checkpoint(ckpt, model, nullptr);
   model->eval();
   train::export_model(saved, model, p.config.tokenizer.path, out);

@@ -56,7 +56,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet generate");
   const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
   train::configure_runtime(p.config.train);
-  model::LanguageModel model(saved.model);
+  model::LanguageModel model(train::model_options(saved.model, *p.tokenizer));
   model->to(train::training_device(p.config.train, 0));
   train::load_checkpoint(ckpt, model, nullptr);
   model->set_precision(p.config.train.precision);

@@ -37,6 +37,11 @@ void check_split_sizes(const RunConfig& c, const data::Shards& shards, const dat
 
 }  // namespace
 
+model::ModelOptions model_options(model::ModelOptions options, const data::Tokenizer& tokenizer) {
+  options.document_separator = tokenizer.eos_id();
+  return options;
+}
+
 Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Stage until,
                  bool train_tokenizer_if_missing) {
   Prepared p;
@@ -49,6 +54,7 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
   }
   p.tokenizer.emplace(p.config.tokenizer.path);
   resolve_vocab(p.config, p.tokenizer->vocab_size(), p.config.tokenizer.path);
+  p.config.model = model_options(p.config.model, *p.tokenizer);
   if (until == Stage::kShards) {
     p.shards.emplace(data::prepare_shards(p.config.data, corpus, *p.tokenizer));
     check_split_sizes(p.config, *p.shards, corpus);

@@ -20,7 +20,12 @@ struct Prepared {
 
 enum class Stage { kTokenizer, kShards };
 
-// train_tokenizer_if_missing: false makes a missing tokenizer an error (eval).
+// `options` (a config's or a checkpoint's model) with what its tokenizer decides: the id that
+// separates documents (model.document_mask), the tokenizer's end-of-document token.
+model::ModelOptions model_options(model::ModelOptions options, const data::Tokenizer& tokenizer);
+
+// train_tokenizer_if_missing: false makes a missing tokenizer an error (eval); the config's
+// model options come through model_options.
 Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Stage until,
                  bool train_tokenizer_if_missing = true);
 

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "attention/documents.h"
 #include "attention/registry.h"
 #include "tests/attention/oracle.h"
 #include "tests/support/support.h"
@@ -69,6 +70,62 @@ TEST_P(KernelOracleTest, MatchesOracleWithTwoThreads) {
 // a kernel that gathers, splits or reorders pairs (segments, dilation offsets, head groups,
 // gathered key blocks, key tiles) must hash each pair at its own positions and head.
 TEST_P(KernelOracleTest, DropoutMatchesOracleGivenTheSameMask) { check_cases(torch::kDouble, kFloat64Tol, 0.3); }
+
+// model.document_mask (attention/documents.h): each document of a packed row gets what the
+// kind's oracle gives on that document alone, forward and backward, in every batch row (each
+// with its own documents, one of a single token), and under dropout the window's mask at the
+// document's own pairs. The kernel's dropout key is left as it was.
+TEST_P(KernelOracleTest, EachDocumentOfAPackedRowMatchesTheOracleOnItAlone) {
+  for (const double dropout : {0.0, 0.3}) {
+    attention::DropoutKey key;
+    key.rate = dropout;
+    key.seed = 5;
+    key.step = 2;
+    key.layer = 3;
+    key.sample0 = 4;
+    for (const auto& c : entry_of(GetParam()).cases) {
+      if (c.T < 8) continue;
+      SCOPED_TRACE(describe(c) + " dropout=" + std::to_string(dropout));
+      auto o = c.options;
+      o.dropout = dropout;
+      auto kernel = attention::make_kernel(o);
+      kernel->dropout_key() = key;
+      attention::DocumentStarts starts;
+      for (int64_t b = 0; b < c.B; ++b) starts.push_back({0, c.T / 3 + b, c.T / 3 + b + 1, 2 * c.T / 3 + b});
+      auto x = random_qkv(c.B, c.T, c.H, c.D, torch::kDouble);
+      const auto got = attention::attend_documents(*kernel, x.q, x.k, x.v, c.causal, starts);
+      EXPECT_EQ(kernel->dropout_key().sample0, key.sample0);
+      EXPECT_EQ(kernel->dropout_key().position0, key.position0);
+      const auto factors = dropout > 0 ? oracle_dropout(key, c.B, c.H, c.T, torch::kDouble) : torch::Tensor();
+      std::vector<torch::Tensor> outs, lses;
+      for (int64_t b = 0; b < c.B; ++b) {
+        std::vector<torch::Tensor> row_out, row_lse;
+        const auto& row = starts[static_cast<size_t>(b)];
+        for (size_t i = 0; i < row.size(); ++i) {
+          const int64_t begin = row[i], n = (i + 1 < row.size() ? row[i + 1] : c.T) - begin;
+          const auto part = [&](const torch::Tensor& t) { return t.narrow(0, b, 1).narrow(1, begin, n); };
+          const auto f = factors.defined() ? factors.narrow(0, b, 1).narrow(2, begin, n).narrow(3, begin, n) : factors;
+          const auto want = kernel_oracle({part(x.q), part(x.k), part(x.v)}, o, c.causal, f);
+          row_out.push_back(want.out);
+          row_lse.push_back(want.lse);
+        }
+        outs.push_back(torch::cat(row_out, 1));
+        lses.push_back(torch::cat(row_lse, 1));
+      }
+      expect_matches_oracle(got, {torch::cat(outs, 0), torch::cat(lses, 0)}, x, kFloat64Tol);
+    }
+  }
+}
+
+// The rows of document_starts: 0, then each separator's position (a separator at 0 begins the
+// first document).
+TEST(DocumentStartsTest, ADocumentBeginsAtTheRowsStartAndAtEachSeparator) {
+  auto tokens = torch::tensor({5, 1, 7, 7, 1, 1, 9, 2, 1, 3, 4, 5, 6, 7, 8, 9}, torch::kLong).view({2, 8});
+  const auto starts = attention::document_starts(tokens, 1);
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[0], (std::vector<int64_t>{0, 1, 4, 5}));
+  EXPECT_EQ(starts[1], (std::vector<int64_t>{0}));
+}
 
 INSTANTIATE_TEST_SUITE_P(Kernels, KernelOracleTest, ::testing::ValuesIn(table_kinds()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });

@@ -448,10 +448,12 @@ TEST_F(PasskeyTest, TheSamplerMixesTheAskedShareOfDocuments) {
 }
 
 // A passkey window: a first document of any length up to the window (the reach), then short
-// documents of at most data.passkey_short_length tokens (the last may take what is left).
+// documents of at most data.passkey_short_length tokens (the last may take what is left), each
+// of these begun by the end-of-document token, as the corpus separates documents.
 TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
   data::TokenShard shard = counting_shard();
   data::PasskeyBuilder builder(*tok);
+  ASSERT_EQ(builder.separator(), tok->eos_id());
   const int64_t shortest = builder.min_length(), short_length = shortest + 30, T = 3000;
   data::WindowSampler sampler(shard, T, 4, 7);
   sampler.mix_passkeys(&builder, 1.0, short_length);
@@ -463,21 +465,24 @@ TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
   for (int64_t step = 0; step < 30; ++step) {
     const auto b = sampler.batch(step);
     for (int64_t r = 0; r < 4; ++r, ++windows) {
-      // Document starts: the whole task line.
       const auto row = torch::cat({b.tokens[r], b.targets[r].narrow(0, T - 1, 1)});
       const auto* x = row.data_ptr<int64_t>();
-      std::vector<int64_t> starts;
-      const auto n = static_cast<int64_t>(task.size());
-      for (int64_t i = 0; i + n <= T + 1; ++i)
-        if (std::equal(task.begin(), task.end(), x + i)) starts.push_back(i);
+      // Documents start at 0 and at each separator, and each starts with the whole task line.
+      std::vector<int64_t> starts{0};
+      for (int64_t i = 1; i < T + 1; ++i)
+        if (x[i] == builder.separator()) starts.push_back(i);
       starts.push_back(T + 1);
       ASSERT_GE(starts.size(), 2u);
-      EXPECT_EQ(starts[0], 0);
       longest_first = std::max(longest_first, starts[1]);
-      for (size_t d = 1; d + 1 < starts.size(); ++d) {
+      EXPECT_GE(starts[1], shortest);
+      for (size_t d = 0; d + 1 < starts.size(); ++d) {
+        const int64_t lead = d == 0 ? 0 : 1;
+        ASSERT_LE(starts[d] + lead + static_cast<int64_t>(task.size()), T + 1);
+        EXPECT_TRUE(std::equal(task.begin(), task.end(), x + starts[d] + lead)) << "document " << d;
+        if (d == 0) continue;
         const int64_t length = starts[d + 1] - starts[d];
-        EXPECT_GE(length, shortest);
-        EXPECT_LT(length, d + 2 == starts.size() ? short_length + shortest : short_length + 1) << "document " << d;
+        EXPECT_GE(length, shortest + 1);
+        EXPECT_LT(length, d + 2 == starts.size() ? short_length + shortest + 1 : short_length + 1) << "document " << d;
       }
     }
   }
@@ -509,7 +514,8 @@ TEST_F(PasskeyTest, AKeysFirstAppearanceIsNotATarget) {
       const auto unscored = (b.targets[r] == kNoTarget).to(torch::kLong);
       auto expected = torch::zeros({T}, torch::kLong);
       for (int64_t start = 0; start < T + 1; ++documents) {
-        int64_t end = find(x, start + 1, T + 1, task);  // the next document's start
+        // The next document's start: its separator.
+        const int64_t end = std::find(x + start + 1, x + T + 1, static_cast<int64_t>(tok->eos_id())) - x;
         const int64_t key_at = find(x, start, end, lead) + static_cast<int64_t>(lead.size());
         const int64_t answer_at = find(x, key_at, end, question) + static_cast<int64_t>(question.size());
         ASSERT_LT(answer_at, end);

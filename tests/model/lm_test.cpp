@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
+#include "common/errors.h"
 #include "model/lm.h"
 #include "tests/support/support.h"
 
@@ -71,6 +74,50 @@ TEST_F(LanguageModelTest, InitialLossIsNearLogVocabAndTrainingLowersIt) {
     last = l.item<double>();
   }
   EXPECT_LT(last, initial - 1.0);
+}
+
+// model.document_mask: a packed row's logits are those of each of its documents run alone
+// (each later one from its separator on); without the mask a later document's are not.
+TEST_F(LanguageModelTest, DocumentMaskRunsEachDocumentOfARowAlone) {
+  auto o = tiny();
+  o.document_mask = true;
+  o.document_separator = 1;
+  model::LanguageModel masked(o);
+  auto x = torch::randint(2, 50, {2, 24}, torch::kLong);  // no separator yet
+  for (const auto& [row, p] : std::vector<std::pair<int64_t, int64_t>>{{0, 7}, {0, 8}, {0, 15}, {1, 20}})
+    x.index_put_({row, p}, 1);
+  const auto logits = masked->forward(x);
+  const std::vector<std::vector<int64_t>> docs = {{0, 7, 8, 15, 24}, {0, 20, 24}};
+  for (int64_t b = 0; b < 2; ++b)
+    for (size_t i = 0; i + 1 < docs[b].size(); ++i) {
+      const int64_t begin = docs[b][i], n = docs[b][i + 1] - begin;
+      EXPECT_TRUE(AllClose(logits.narrow(0, b, 1).narrow(1, begin, n),
+                           masked->forward(x.narrow(0, b, 1).narrow(1, begin, n)), 1e-5))
+          << "row " << b << ", document at " << begin;
+    }
+  auto plain_options = o;
+  plain_options.document_mask = false;
+  model::LanguageModel plain(plain_options);
+  torch::NoGradGuard no_grad;
+  for (const auto& p : masked->named_parameters()) plain->named_parameters()[p.key()].copy_(p.value());
+  EXPECT_TRUE(AllClose(plain->forward(x).narrow(1, 0, 7), logits.narrow(1, 0, 7), 1e-5)) << "the first document";
+  EXPECT_FALSE(AllClose(plain->forward(x).narrow(1, 15, 9), logits.narrow(1, 15, 9), 1e-3)) << "a later one";
+}
+
+// What document_mask refuses: a model without the separator's id, incremental decoding of
+// tokens that hold it, and sequence parallelism.
+TEST_F(LanguageModelTest, DocumentMaskRefusesWhatItCannotKeepApart) {
+  auto o = tiny();
+  o.document_mask = true;
+  model::LanguageModel unknown(o);
+  EXPECT_THROW(unknown->forward(torch::randint(2, 50, {1, 8}, torch::kLong)), ConfigError);
+  o.document_separator = 1;
+  model::LanguageModel m(o);
+  m->eval();
+  auto state = m->start_decoding(1);
+  EXPECT_NO_THROW(m->extend(state, torch::randint(2, 50, {1, 4}, torch::kLong)));
+  EXPECT_THROW(m->extend(state, torch::ones({1, 1}, torch::kLong)), ConfigError);
+  EXPECT_THROW(model::enable_sequence_parallel(*m, nullptr), ConfigError);
 }
 
 }  // namespace
