@@ -4,7 +4,8 @@
 // document's rows get what the kernel computes on that document alone, so no query sees another
 // document's keys, and a sparse pattern's segments and blocks start at the document's first
 // token. One rule for every kind, as flash-attention's variable-length batches (cu_seqlens) do
-// it: the kernel runs once per document, and needs no mask of its own.
+// it: the kernel runs on each document's rows, and needs no mask of its own. Under causal
+// masking documents of similar length run as one batch, each padded at its end.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

@@ -124,6 +124,9 @@ def main():
     if config["attention"]["kind"] != "dense" or m["norm"] != "pre" or m["pos"] not in ("rope", "none"):
         fail(f"the reference covers dense attention, model.norm pre and rope or no positions; this export has "
              f"{config['attention']['kind']}, {m['norm']}, {m['pos']}")
+    if m.get("document_mask"):
+        fail("the reference attends over the whole sequence; this export has model.document_mask: true "
+             "(each document attends only to itself)")
     w = load_file(os.path.join(args.export_dir, "model.safetensors"))
     shapes, F = expected_shapes(m)
     got = {k: tuple(v.shape) for k, v in w.items()}
