@@ -86,7 +86,8 @@ AttentionOutput attend_documents(AttentionKernel& kernel, const at::Tensor& q, c
     // padded to the longest of them: a call per class, not per document.
     std::map<int, std::vector<size_t>> classes;
     for (size_t i = 0; i < docs.size(); ++i) classes[length_class(docs[i].length)].push_back(i);
-    for (const auto& [c, members] : classes) {
+    for (const auto& entry : classes) {
+      const std::vector<size_t>& members = entry.second;  // named, not a structured binding: clang 14 cannot capture one in a lambda
       int64_t L = 0;
       for (size_t i : members) L = std::max(L, docs[i].length);
       const auto batch = [&](const at::Tensor& x) {
