@@ -1,5 +1,7 @@
 #include "model/precision.h"
 
+#include <ATen/cpu/Utils.h>
+
 namespace longnet::model {
 
 AutocastState AutocastState::current(c10::DeviceType device) {
@@ -22,6 +24,15 @@ AutocastScope::~AutocastScope() {
   if (nested_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   at::autocast::set_autocast_enabled(previous_.device, previous_.enabled);
   at::autocast::set_autocast_dtype(previous_.device, previous_.dtype);
+}
+
+bool cpu_has_native_bfloat16() {
+  const auto capabilities = at::cpu::get_cpu_capabilities();
+  const auto has = [&](const char* name) {
+    const auto it = capabilities.find(name);
+    return it != capabilities.end() && it->second.isBool() && it->second.toBool();
+  };
+  return has("avx512_bf16") || has("amx_bf16");
 }
 
 }  // namespace longnet::model

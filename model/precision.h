@@ -35,4 +35,10 @@ class AutocastScope {
   bool nested_;  // this scope enabled autocast and counts in its nesting
 };
 
+// Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16). Without either
+// LibTorch converts each operand to float32 and back, and bfloat16 autocast costs several
+// times what float32 does (a 4,096-token step of configs/passkey.yaml on an AVX2-only CPU:
+// docs/configuration.md, train.precision).
+bool cpu_has_native_bfloat16();
+
 }  // namespace longnet::model

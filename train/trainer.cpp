@@ -11,6 +11,7 @@
 
 #include "common/errors.h"
 #include "data/sampler.h"
+#include "model/precision.h"
 #include "model/recompute.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -125,6 +126,9 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   spdlog::info("model: {:.2f}M parameters, {} layers, d={}, {} heads, attention={}, {}, {} threads",
                model->num_parameters() / 1e6, config.model.n_layers, config.model.d_model, config.model.n_heads,
                config.model.attention.kind, model::name_of(opt.precision), at::get_num_threads());
+  if (opt.precision == model::Precision::kBFloat16 && device.is_cpu() && !model::cpu_has_native_bfloat16())
+    spdlog::warn("train.precision is bfloat16, but this CPU has no native bfloat16 (AVX512-BF16 or AMX): its "
+                 "products are emulated and a step costs several times what it does with train.precision: float32");
 
   TrainSummary summary;
   summary.start_step = state.step;

@@ -2,9 +2,13 @@
 // and nothing in a training step that grows faster than T.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "common/targets.h"
 #include "model/chunked_loss.h"
 #include "model/lm.h"
+#include "model/precision.h"
 #include "model/recompute.h"
 #include "tests/support/support.h"
 
@@ -246,6 +250,24 @@ TEST_F(ChunkedLossTest, ChunkedMlpMatchesTheWholeOne) {
   EXPECT_TRUE(AllClose(x.grad(), dx, 1e-12));
   EXPECT_TRUE(AllClose(chunked->fc1->weight.grad(), whole->fc1->weight.grad(), 1e-12));
   EXPECT_TRUE(AllClose(chunked->fc2->bias.grad(), whole->fc2->bias.grad(), 1e-12));
+}
+
+// The warning of train.precision: bfloat16 on a CPU that emulates it follows the CPU's own flags
+// as Linux lists them (/proc/cpuinfo), read independently of LibTorch's cpuinfo.
+TEST(PrecisionTest, NativeBFloat16FollowsTheCpuFlagsLinuxLists) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  if (!cpuinfo) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string line;
+  bool listed = false, native = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    listed = true;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;) native = native || w == "avx512_bf16" || w == "amx_bf16";
+    break;
+  }
+  if (!listed) GTEST_SKIP() << "/proc/cpuinfo lists no flags";
+  EXPECT_EQ(model::cpu_has_native_bfloat16(), native);
 }
 
 }  // namespace
