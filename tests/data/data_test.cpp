@@ -101,7 +101,10 @@ TEST_F(DataTest, JsonlHoldsOneDocumentPerLineAndFoldersMixBothByExtension) {
   // A folder: .txt files one document each, .jsonl files one per line, other files not read;
   // data.format restricts it to one kind.
   const fs::path folder = dir.path() / "mixed";
-  for (int i = 0; i < 20; ++i) write_text(folder / ("t" + std::to_string(i) + ".txt"), "text document " + std::to_string(i));
+  for (int i = 0; i < 20; ++i) {
+    const std::string n = std::to_string(i);
+    write_text(folder / ("t" + n + ".txt"), "text document " + n);
+  }
   write_text(folder / "sub" / "more.jsonl", jsonl);
   write_text(folder / "notes.md", "not read");
   o.path = folder.string();
