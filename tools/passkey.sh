@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 [ -x build/tools/longnet ] || tools/setup.sh --target longnet
 declare -A pattern=(
   [dense]="--set attention.kind=dense"
-  # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 512 rows);
-  # 8 heads cover every offset of the largest rate.
-  [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[512,1024,2048,4096] --set attention.dilation_rates=[1,2,4,8]"
+  # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 1024 rows);
+  # the config's 4 heads cover every offset of the largest rate.
+  [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4]"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.
