@@ -65,6 +65,19 @@ void for_each_item(const torch::Tensor& view, const F& f) {
   for_each_unit(view.size(0) * Ho * S, [&](int64_t u) { f(u / (Ho * S), (u / S) % Ho, u % S); });
 }
 
+// Whether the items of a view [B, Ho, n_seg, m, D] run as one call on the whole view instead
+// of one call each. A window packed with short documents has hundreds of items of a few dozen
+// rows per layer, and one call each costs more in call overhead than in arithmetic; one call
+// on the view copies it (its rows are strided) and holds one score tile per item at once, so
+// only views whose copies and tiles stay under dilated_batch_limit() go that way, and a long
+// sequence's views keep the per-item path and its memory bound.
+bool fits_one_call(const torch::Tensor& view, const TileSpec& spec) {
+  const int64_t m = view.size(3), D = view.size(4), rows = view.numel() / D;
+  // q, k, v, out and dout as float32, and a [min(m, q_block), min(m, k_block)] tile per item.
+  const int64_t bytes = 4 * (rows * 5 * D + rows / m * std::min(m, spec.q_block) * std::min(m, spec.k_block));
+  return bytes <= dilated_batch_limit();
+}
+
 TileSpec tile_spec(const AttentionOptions& o, bool causal) {
   TileSpec spec;
   spec.causal = causal;
@@ -96,6 +109,13 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       auto ov = unit_views(out, u), lv = unit_views(lse, u);
       const auto segs = unit_segments(q.size(2), u);
       for (size_t s = 0; s < qv.size(); ++s) {
+        if (!spec.drops() && fits_one_call(qv[s], spec)) {
+          auto o = torch::zeros_like(qv[s], torch::MemoryFormat::Contiguous);
+          auto l = torch::full(lv[s].sizes(), -std::numeric_limits<double>::infinity(), lse_options(q));
+          tiled_forward_into(qv[s], kv[s], vv[s], spec, o, l);
+          merge_into_(ov[s], lv[s], o, l);
+          continue;
+        }
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
           auto qi = qv[s][b][h][g];
           auto o = torch::zeros_like(qi);
@@ -142,6 +162,11 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       const auto segs = unit_segments(q.size(2), u);
       // Accumulated straight into dq, dk, dv: within a unit the items touch disjoint rows.
       for (size_t s = 0; s < qv.size(); ++s) {
+        if (!spec.drops() && fits_one_call(qv[s], spec)) {
+          tiled_backward_into(qv[s], kv[s], vv[s], ov[s], lv[s], gov[s], dlse.defined() ? glv[s] : dlse, spec, dqv[s],
+                              dkv[s], dvv[s]);
+          continue;
+        }
         for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
           tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], ov[s][b][h][g], lv[s][b][h][g],
                               gov[s][b][h][g], dlse.defined() ? glv[s][b][h][g] : dlse,
@@ -155,6 +180,11 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
 };
 
 }  // namespace
+
+int64_t& dilated_batch_limit() {
+  static int64_t limit = int64_t{64} << 20;
+  return limit;
+}
 
 // lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
 // are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.

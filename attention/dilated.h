@@ -65,6 +65,12 @@ AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor
 // head per pair); across ranks LongNet's distributed algorithm on the contiguous split.
 KernelEntry dilated_entry();
 
+// The most bytes of temporaries (float copies of a unit's strided rows and a score tile per
+// item) with which a unit's (batch, head, segment) items run as one call rather than one call
+// each (dilated.cpp, fits_one_call): 64 MiB. Tests set 0 to take the per-item path, which long
+// sequences take.
+int64_t& dilated_batch_limit();
+
 // Heads [first, first + count) of group g under mix: head_groups: H split into one contiguous
 // group per pair, the remainder going to the first groups.
 std::pair<int64_t, int64_t> head_group(int64_t H, int64_t n_pairs, int64_t g);

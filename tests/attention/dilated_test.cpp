@@ -35,8 +35,16 @@ TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
     if (o.dilated.mix == attention::Mix::kHeadGroups) c.H = std::max(c.H, n);
     SCOPED_TRACE(describe(c));
     auto x = random_qkv(c.B, c.T, c.H, c.D, torch::kDouble);
-    expect_matches_oracle(attention::make_kernel(o)->forward(x.q, x.k, x.v, c.causal),
-                          kernel_oracle(x, o, c.causal), x, kFloat64Tol);
+    // Both ways of running a unit's items: one call on the whole view (these sizes, by default)
+    // and one call per (batch, head, segment), as a long sequence's views run.
+    const int64_t limit = attention::dilated_batch_limit();
+    for (const int64_t l : {limit, int64_t{0}}) {
+      SCOPED_TRACE(l == 0 ? "one call per item" : "one call per view");
+      attention::dilated_batch_limit() = l;
+      expect_matches_oracle(attention::make_kernel(o)->forward(x.q, x.k, x.v, c.causal),
+                            kernel_oracle(x, o, c.causal), x, kFloat64Tol);
+      attention::dilated_batch_limit() = limit;
+    }
   }
 }
 
