@@ -16,6 +16,7 @@ struct DataOptions {
   std::string cache_dir = ".cache/longnet";  // token shards, keyed by content hash
   double passkey_fraction = 0;   // training windows replaced by synthetic passkey documents (passkey.h)
   int64_t passkey_short_length = 256;  // the longest of the short documents after a window's first
+  int64_t passkey_reach_length = 0;    // the shortest a window's first document may be (0: any length)
 };
 
 struct TokenizerOptions {
@@ -40,6 +41,7 @@ void data_fields(O& o, F&& f) {
   f("cache_dir", o.cache_dir);
   f("passkey_fraction", o.passkey_fraction);
   f("passkey_short_length", o.passkey_short_length);
+  f("passkey_reach_length", o.passkey_reach_length);
 }
 
 template <typename O, typename F>

@@ -51,8 +51,8 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t key) const {
-  // The first document's length is log-uniform in [min, window]: every scale of reach is
-  // trained equally often. The rest of the window holds documents of log-uniform lengths in
+  // The first document's length is log-uniform in [min, window], min the shortest document or
+  // data.passkey_reach_length: every scale of reach above min is trained equally often. The rest of the window holds documents of log-uniform lengths in
   // [min, short_length], each begun by the end-of-document token as the corpus separates its
   // documents (and as model.document_mask finds them); the last takes what is left when less
   // than another document would remain.
@@ -65,7 +65,7 @@ std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t k
   int64_t lead = 0;  // the separator's token before every document but the first
   while (remaining > 0) {
     key = mix64(key + 1);
-    const int64_t least = shortest + lead;
+    const int64_t least = lead ? shortest + lead : std::max(shortest, passkey_reach_length_);
     const int64_t upper = std::max(least, std::min(longest, remaining));
     int64_t length = static_cast<int64_t>(
         std::exp(std::log(static_cast<double>(least)) +
@@ -85,13 +85,15 @@ std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t k
   return {torch::tensor(tokens, torch::kLong), random};
 }
 
-void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length) {
+void WindowSampler::mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length,
+                                 int64_t reach_length) {
   if (builder && fraction > 0 && seq_len_ + 1 < builder->min_length())
     throw ConfigError("data.passkey_fraction: a passkey document needs at least " + std::to_string(builder->min_length() - 1) +
                       " tokens of this tokenizer; data.seq_len is " + std::to_string(seq_len_));
   passkeys_ = fraction > 0 ? builder : nullptr;
   passkey_fraction_ = fraction;
   passkey_short_length_ = short_length;
+  passkey_reach_length_ = reach_length;
 }
 
 SequentialWindows::SequentialWindows(const TokenShard& shard, int64_t seq_len) : shard_(shard), seq_len_(seq_len) {

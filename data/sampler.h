@@ -33,7 +33,9 @@ class WindowSampler {
   // first appearance are kNoTarget: a random key cannot be predicted, and its loss would be
   // gradient noise as large as the answers' signal. `builder` outlives the
   // sampler. Throws ConfigError when seq_len cannot hold a document.
-  void mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length);
+  // reach_length: the first document is at least this long (log-uniform from there to the
+  // window), so that more windows hold a key far from its question; 0: from the shortest.
+  void mix_passkeys(const PasskeyBuilder* builder, double fraction, int64_t short_length, int64_t reach_length = 0);
 
  private:
   const TokenShard& shard_;
@@ -44,6 +46,7 @@ class WindowSampler {
   const PasskeyBuilder* passkeys_ = nullptr;
   double passkey_fraction_ = 0;
   int64_t passkey_short_length_ = 0;
+  int64_t passkey_reach_length_ = 0;
 };
 
 // The windows [i*T, i*T + T] (targets one further) that cover every token of a split once;

@@ -189,6 +189,8 @@ void validate(RunConfig& c) {
   v.require(d.passkey_fraction >= 0 && d.passkey_fraction <= 1, "data.passkey_fraction", d.passkey_fraction,
             "a number in [0, 1]");
   v.require(d.passkey_short_length >= 1, "data.passkey_short_length", d.passkey_short_length, "an integer >= 1");
+  v.require(d.passkey_reach_length >= 0 && d.passkey_reach_length <= d.seq_len, "data.passkey_reach_length",
+            d.passkey_reach_length, "an integer in [0, data.seq_len]");
   v.require(d.seq_len >= 2, "data.seq_len", d.seq_len, "an integer >= 2");
   v.require(d.batch_size >= 1, "data.batch_size", d.batch_size, "an integer >= 1");
 

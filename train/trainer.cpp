@@ -112,7 +112,8 @@ TrainSummary train_model(const RunConfig& config, const data::Shards& shards, co
   if (config.data.passkey_fraction > 0) {
     tokenizer.emplace(config.tokenizer.path);
     passkeys.emplace(*tokenizer);
-    sampler.mix_passkeys(&*passkeys, config.data.passkey_fraction, config.data.passkey_short_length);
+    sampler.mix_passkeys(&*passkeys, config.data.passkey_fraction, config.data.passkey_short_length,
+                         config.data.passkey_reach_length);
   }
   const uint64_t val_seed = static_cast<uint64_t>(opt.seed) ^ 0x5eed5eedULL;
   data::WindowSampler(shards.val, config.data.seq_len, config.data.batch_size, val_seed);

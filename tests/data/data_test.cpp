@@ -492,6 +492,34 @@ TEST_F(PasskeyTest, APasskeyWindowIsOneDocumentOfAnyLengthThenShortOnes) {
   EXPECT_GT(longest_first, T / 2) << "the first document reaches across the window now and then";
 }
 
+// data.passkey_reach_length: every window's first document is at least that long, and short
+// documents still fill the rest.
+TEST_F(PasskeyTest, TheReachLengthIsTheFirstDocumentsShortest) {
+  data::TokenShard shard = counting_shard();
+  data::PasskeyBuilder builder(*tok);
+  const int64_t T = 3000, reach = 2000, short_length = builder.min_length() + 30;
+  data::WindowSampler sampler(shard, T, 4, 7);
+  sampler.mix_passkeys(&builder, 1.0, short_length, reach);
+  int64_t shortest_first = T + 1, most_documents = 0;
+  for (int64_t step = 0; step < 20; ++step) {
+    const auto b = sampler.batch(step);
+    for (int64_t r = 0; r < 4; ++r) {
+      const auto* x = b.tokens[r].data_ptr<int64_t>();
+      int64_t first = T, documents = 1;
+      for (int64_t i = T - 1; i >= 1; --i) {
+        if (x[i] != builder.separator()) continue;
+        first = i;
+        ++documents;
+      }
+      shortest_first = std::min(shortest_first, first);
+      most_documents = std::max(most_documents, documents);
+    }
+  }
+  EXPECT_GE(shortest_first, reach);
+  EXPECT_LT(shortest_first, reach + 200) << "the first document's length starts at the reach length";
+  EXPECT_GE(most_documents, 4) << "short documents fill the rest";
+}
+
 // The targets of each key's first appearance in a passkey window are kNoTarget, and only those:
 // the key is random, while its second appearance and the answer are copies, and scored.
 TEST_F(PasskeyTest, AKeysFirstAppearanceIsNotATarget) {
