@@ -52,10 +52,11 @@ Batch WindowSampler::batch(int64_t step, int64_t micro, int64_t rank) const {
 
 std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t key) const {
   // The first document's length is log-uniform in [min, window], min the shortest document or
-  // data.passkey_reach_length: every scale of reach above min is trained equally often. The rest of the window holds documents of log-uniform lengths in
-  // [min, short_length], each begun by the end-of-document token as the corpus separates its
-  // documents (and as model.document_mask finds them); the last takes what is left when less
-  // than another document would remain.
+  // data.passkey_reach_length: every scale of reach above min is trained equally often. The
+  // rest of the window holds documents of log-uniform lengths in [shortest, short_length], each
+  // begun by the end-of-document token as the corpus separates its documents (and as
+  // model.document_mask finds them); the last takes what is left when less than another
+  // document would remain.
   const int64_t shortest = passkeys_->min_length();
   const int separator = passkeys_->separator();
   std::vector<int64_t> tokens;
