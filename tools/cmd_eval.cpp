@@ -211,8 +211,9 @@ validation text, tokens and tokens/s. Evaluate at another context length with
   if (!lead) prepared.emplace(train::prepare(cmd.config(), cmd.sets(), train::Stage::kShards, false));
   auto& p = *prepared;
   const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet eval");
-  // The model is rebuilt from the checkpoint's own resolved config; data comes from CONFIG.
-  const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
+  // The model is rebuilt from the checkpoint's own resolved config, attention.* from --set; data
+  // comes from CONFIG.
+  const auto saved = train::saved_config(ckpt, cmd.sets());
   if (saved.model.vocab_size != p.config.model.vocab_size)
     throw CheckpointError(ckpt + ": model vocabulary " + std::to_string(saved.model.vocab_size) + " differs from the " +
                           std::to_string(p.config.model.vocab_size) + " pieces of tokenizer '" + p.config.tokenizer.path + "'");

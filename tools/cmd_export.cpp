@@ -33,7 +33,7 @@ int cmd_export(int argc, char** argv) {
   if (!cmd.parse(argc, argv)) return 0;
   auto p = train::prepare(cmd.config(), cmd.sets(), train::Stage::kTokenizer, false);
   const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet export");
-  const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
+  const auto saved = train::saved_config(ckpt, cmd.sets());
   model::LanguageModel model(train::model_options(saved.model, *p.tokenizer));
   train::load_checkpoint(ckpt, model, nullptr);
   model->eval();

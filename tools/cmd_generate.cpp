@@ -54,7 +54,7 @@ int cmd_generate(int argc, char** argv) {
 
   auto p = train::prepare(cmd.config(), cmd.sets(), train::Stage::kTokenizer, false);
   const std::string ckpt = train::resolve_checkpoint(p.config, checkpoint, "longnet generate");
-  const auto saved = train::parse_config(train::checkpoint_config(ckpt), ckpt + "/config.yaml");
+  const auto saved = train::saved_config(ckpt, cmd.sets());
   train::configure_runtime(p.config.train);
   model::LanguageModel model(train::model_options(saved.model, *p.tokenizer));
   model->to(train::training_device(p.config.train, 0));

@@ -236,6 +236,28 @@ std::string checkpoint_config(const std::string& path) {
   return data::read_file(file);
 }
 
+RunConfig saved_config(const std::string& path, const std::vector<std::string>& sets) {
+  const std::string text = checkpoint_config(path), source = path + "/config.yaml";
+  const RunConfig saved = parse_config(text, source);
+  std::vector<std::string> attention;
+  for (const auto& set : sets) {
+    const std::string key = set.substr(0, set.find('='));
+    const std::string section = key.substr(0, key.find('.'));
+    if (section == "attention") {
+      attention.push_back(set);
+    } else if (section == "model" && to_yaml(parse_config(text, source, {set})) != to_yaml(saved)) {
+      throw ConfigError("--set '" + set + "': the model is the checkpoint's (" + source +
+                        "); only attention.* can change after training");
+    }
+  }
+  if (attention.empty()) return saved;
+  RunConfig config = parse_config(text, source, attention);
+  if (to_yaml(config) != to_yaml(saved))
+    spdlog::info("attention: {} from --set, the checkpoint's model trained with {}", config.model.attention.kind,
+                 saved.model.attention.kind);
+  return config;
+}
+
 TrainState load_checkpoint(const std::string& path, model::LanguageModel& model, torch::optim::AdamW* optimizer) {
   const fs::path dir(path);
   if (!fs::is_directory(dir)) refuse(dir, "not a checkpoint directory");

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/lm.h"
 #include "train/options.h"
@@ -40,6 +41,13 @@ std::string checkpoint_problem(const std::string& path);
 
 // The resolved config stored in a checkpoint (YAML text). Throws CheckpointError.
 std::string checkpoint_config(const std::string& path);
+
+// The config the commands that rebuild a model from checkpoint `path` (eval, generate, export)
+// build it with: the checkpoint's own, with the attention.* keys among `sets` (--set) applied,
+// since a kernel has no weights: a model trained with one pattern can be run with another. A
+// model.* key of `sets` that differs from the checkpoint's is a ConfigError naming it (the
+// weights fix the model). Other sections of `sets` are CONFIG's, not the model's: ignored here.
+RunConfig saved_config(const std::string& path, const std::vector<std::string>& sets);
 
 // Restores model (and optimizer and RNG when given) from checkpoint `path`. Checks the format,
 // every file's size and checksum against the manifest, and every parameter's name and shape; throws

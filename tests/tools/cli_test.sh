@@ -80,6 +80,16 @@ expect_fail jsonl-bad-line "bad.jsonl:2: not valid JSON .*data.skip_bad_lines" -
 [ -e "$work/run" ] && { echo "FAIL: a failed run created $work/run"; failures=$((failures + 1)); }
 expect_ok train "done: step 2" -- "$longnet" train "$work/ok.yaml"
 expect_ok eval-json '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json
+# eval takes attention.* from --set (a kernel has no weights), the model's keys from the checkpoint.
+local_attention=(--set attention.kind=block_sparse --set attention.block_size=4 --set attention.local_blocks=0)
+a=$("$longnet" eval "$work/ok.yaml" --json 2>/dev/null | grep -oE '"loss":[0-9.e+-]+')
+b=$("$longnet" eval "$work/ok.yaml" --json "${local_attention[@]}" 2>/dev/null | grep -oE '"loss":[0-9.e+-]+')
+if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then passed=$((passed + 1)); else echo "FAIL eval-set-attention: dense $a, local $b"; failures=$((failures + 1)); fi
+expect_ok eval-set-attention-log "attention: block_sparse from --set, the checkpoint's model trained with dense" -- \
+  "$longnet" eval "$work/ok.yaml" "${local_attention[@]}"
+expect_fail eval-set-model "--set 'model.n_layers=2': the model is the checkpoint's \(.*/config.yaml\); only attention.\* can change after training" -- \
+  "$longnet" eval "$work/ok.yaml" --set model.n_layers=2
+expect_ok eval-set-model-same '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json --set model.n_layers=1
 # generate: the prompt, then text; the same seed the same text; greedy twice the same.
 expect_ok generate "^To be.*" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 20
 expect_ok generate-rate "generated [0-9]+ tokens in [0-9.]+ s: [0-9.]+ tokens/s \(KV cache at most [0-9]+ KiB" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 5
