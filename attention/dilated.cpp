@@ -70,8 +70,10 @@ void for_each_item(const torch::Tensor& view, const F& f) {
 // rows per layer, and one call each costs more in call overhead than in arithmetic; one call
 // on the view copies it (its rows are strided) and holds one score tile per item at once, so
 // only views whose copies and tiles stay under dilated_batch_limit() go that way, and a long
-// sequence's views keep the per-item path and its memory bound.
+// sequence's views keep the per-item path and its memory bound. Under dropout every item draws
+// its own masks (item_spec), so items run one call each.
 bool fits_one_call(const torch::Tensor& view, const TileSpec& spec) {
+  if (spec.drops()) return false;
   const int64_t m = view.size(3), D = view.size(4), rows = view.numel() / D;
   // q, k, v, out and dout as float32, and a [min(m, q_block), min(m, k_block)] tile per item.
   const int64_t bytes = 4 * (rows * 5 * D + rows / m * std::min(m, spec.q_block) * std::min(m, spec.k_block));
@@ -109,7 +111,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       auto ov = unit_views(out, u), lv = unit_views(lse, u);
       const auto segs = unit_segments(q.size(2), u);
       for (size_t s = 0; s < qv.size(); ++s) {
-        if (!spec.drops() && fits_one_call(qv[s], spec)) {
+        if (fits_one_call(qv[s], spec)) {
           auto o = torch::zeros_like(qv[s], torch::MemoryFormat::Contiguous);
           auto l = torch::full(lv[s].sizes(), -std::numeric_limits<double>::infinity(), lse_options(q));
           tiled_forward_into(qv[s], kv[s], vv[s], spec, o, l);
@@ -162,7 +164,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       const auto segs = unit_segments(q.size(2), u);
       // Accumulated straight into dq, dk, dv: within a unit the items touch disjoint rows.
       for (size_t s = 0; s < qv.size(); ++s) {
-        if (!spec.drops() && fits_one_call(qv[s], spec)) {
+        if (fits_one_call(qv[s], spec)) {
           tiled_backward_into(qv[s], kv[s], vv[s], ov[s], lv[s], gov[s], dlse.defined() ? glv[s] : dlse, spec, dqv[s],
                               dkv[s], dvv[s]);
           continue;
