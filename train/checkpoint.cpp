@@ -236,23 +236,35 @@ std::string checkpoint_config(const std::string& path) {
   return data::read_file(file);
 }
 
+std::string model_signature(const RunConfig& config) {
+  RunConfig only;
+  only.model = config.model;
+  only.model.loss_chunk = only.model.mlp_chunk = 0;  // how the work is cut, not what is computed
+  const std::string yaml = to_yaml(only);
+  return yaml.substr(yaml.find("model:"));
+}
+
 RunConfig saved_config(const std::string& path, const std::vector<std::string>& sets) {
   const std::string text = checkpoint_config(path), source = path + "/config.yaml";
   const RunConfig saved = parse_config(text, source);
-  std::vector<std::string> attention;
+  std::vector<std::string> model_sets;
   for (const auto& set : sets) {
     const std::string key = set.substr(0, set.find('='));
     const std::string section = key.substr(0, key.find('.'));
-    if (section == "attention") {
-      attention.push_back(set);
-    } else if (section == "model" && to_yaml(parse_config(text, source, {set})) != to_yaml(saved)) {
+    if (section != "attention" && section != "model") continue;
+    if (section == "model" && model_signature(parse_config(text, source, {set})) != model_signature(saved))
       throw ConfigError("--set '" + set + "': the model is the checkpoint's (" + source +
-                        "); only attention.* can change after training");
-    }
+                        "); only attention.*, model.loss_chunk and model.mlp_chunk can change after training");
+    model_sets.push_back(set);
   }
-  if (attention.empty()) return saved;
-  RunConfig config = parse_config(text, source, attention);
-  if (to_yaml(config) != to_yaml(saved))
+  if (model_sets.empty()) return saved;
+  RunConfig config = parse_config(text, source, model_sets);
+  const auto attention_of = [](const RunConfig& c) {
+    RunConfig only;
+    only.model.attention = c.model.attention;
+    return to_yaml(only);
+  };
+  if (attention_of(config) != attention_of(saved))
     spdlog::info("attention: {} from --set, the checkpoint's model trained with {}", config.model.attention.kind,
                  saved.model.attention.kind);
   return config;

@@ -42,11 +42,17 @@ std::string checkpoint_problem(const std::string& path);
 // The resolved config stored in a checkpoint (YAML text). Throws CheckpointError.
 std::string checkpoint_config(const std::string& path);
 
+// The model and attention sections as YAML, less what only says how the work is cut
+// (model.loss_chunk, model.mlp_chunk): they decide parameter shapes and the computation, so a
+// checkpoint resumes only under the same signature.
+std::string model_signature(const RunConfig& config);
+
 // The config the commands that rebuild a model from checkpoint `path` (eval, generate, export)
 // build it with: the checkpoint's own, with the attention.* keys among `sets` (--set) applied,
 // since a kernel has no weights: a model trained with one pattern can be run with another. A
-// model.* key of `sets` that differs from the checkpoint's is a ConfigError naming it (the
-// weights fix the model). Other sections of `sets` are CONFIG's, not the model's: ignored here.
+// model.* key of `sets` applies when it leaves the model_signature as it is (how the work is
+// cut), and is a ConfigError naming it otherwise (the weights fix the model). Other sections of
+// `sets` are CONFIG's, not the model's: ignored here.
 RunConfig saved_config(const std::string& path, const std::vector<std::string>& sets);
 
 // Restores model (and optimizer and RNG when given) from checkpoint `path`. Checks the format,

@@ -34,16 +34,6 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-// The model and attention sections decide parameter shapes and the computation; a checkpoint
-// resumes only under the same ones.
-std::string model_signature(const RunConfig& c) {
-  RunConfig only;
-  only.model = c.model;
-  only.model.loss_chunk = only.model.mlp_chunk = 0;  // how the work is cut, not what is computed
-  const std::string yaml = to_yaml(only);
-  return yaml.substr(yaml.find("model:"));
-}
-
 // The loss summed over the group.
 double all_reduce_loss(c10d::ProcessGroup& group, double loss, const torch::Device& device) {
   std::vector<torch::Tensor> t = {torch::tensor({loss}, torch::TensorOptions().dtype(torch::kDouble).device(device))};

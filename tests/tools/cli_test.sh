@@ -87,9 +87,10 @@ b=$("$longnet" eval "$work/ok.yaml" --json "${local_attention[@]}" 2>/dev/null |
 if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then passed=$((passed + 1)); else echo "FAIL eval-set-attention: dense $a, local $b"; failures=$((failures + 1)); fi
 expect_ok eval-set-attention-log "attention: block_sparse from --set, the checkpoint's model trained with dense" -- \
   "$longnet" eval "$work/ok.yaml" "${local_attention[@]}"
-expect_fail eval-set-model "--set 'model.n_layers=2': the model is the checkpoint's \(.*/config.yaml\); only attention.\* can change after training" -- \
+expect_fail eval-set-model "--set 'model.n_layers=2': the model is the checkpoint's \(.*/config.yaml\); only attention.\*, model.loss_chunk and model.mlp_chunk can change after training" -- \
   "$longnet" eval "$work/ok.yaml" --set model.n_layers=2
 expect_ok eval-set-model-same '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json --set model.n_layers=1
+expect_ok eval-set-loss-chunk '"bits_per_byte":' -- "$longnet" eval "$work/ok.yaml" --json --set model.loss_chunk=8
 # generate: the prompt, then text; the same seed the same text; greedy twice the same.
 expect_ok generate "^To be.*" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 20
 expect_ok generate-rate "generated [0-9]+ tokens in [0-9.]+ s: [0-9.]+ tokens/s \(KV cache at most [0-9]+ KiB" -- "$longnet" generate "$work/ok.yaml" --prompt "To be" --max-new-tokens 5
