@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "attention/blockwise.h"
@@ -17,55 +18,122 @@ using torch::indexing::Slice;
 
 using Unit = DilatedUnit;
 
-// The positions of `u` in x ([B, H, T, ...] head-major): full segments of min(w, T) and the
-// shorter tail, each as a strided view [B, Ho, n_seg, m, ...]; empty when the offset falls
-// outside a short tail.
-std::vector<torch::Tensor> unit_views(const torch::Tensor& x, const Unit& u) {
-  const int64_t T = x.size(2), w = std::min(u.w, T), n_full = T / w, tail = T - n_full * w;
-  std::vector<torch::Tensor> views;
-  auto heads = x.index({Slice(), Slice(u.h_first, u.h_end, u.h_step)});
-  auto add = [&](int64_t start, int64_t n_seg, int64_t len) {
-    if (u.offset >= len) return;
-    auto seg = heads.narrow(2, start, n_seg * len).unflatten(2, {n_seg, len});
-    views.push_back(seg.index({Slice(), Slice(), Slice(), Slice(u.offset, len, u.r)}));
-  };
-  if (n_full > 0) add(0, n_full, w);
-  if (tail > 0) add(n_full * w, 1, tail);
-  return views;
-}
-
-// Where the views of unit_views(x, u) start in the sequence and how long their segments are,
-// in the same order: the rows of item (b, h, g) of view s are at positions
-// start + g * len + u.offset + i * u.r.
-std::vector<std::pair<int64_t, int64_t>> unit_segments(int64_t T, const Unit& u) {
+// The runs of segments of a unit whose queries at q_offset have keys: the full segments of
+// min(w, T), then the shorter tail, as (start, segment length, count); a run is left out when
+// either offset falls outside its segments.
+struct SegmentRun {
+  int64_t start, len, count;
+};
+std::vector<SegmentRun> unit_segments(int64_t T, const Unit& u, int64_t q_offset) {
   const int64_t w = std::min(u.w, T), n_full = T / w, tail = T - n_full * w;
-  std::vector<std::pair<int64_t, int64_t>> segs;
-  if (n_full > 0 && u.offset < w) segs.push_back({0, w});
-  if (tail > 0 && u.offset < tail) segs.push_back({n_full * w, tail});
-  return segs;
+  std::vector<SegmentRun> runs;
+  if (n_full > 0 && std::max(u.offset, q_offset) < w) runs.push_back({0, w, n_full});
+  if (tail > 0 && std::max(u.offset, q_offset) < tail) runs.push_back({n_full * w, tail, 1});
+  return runs;
 }
 
-// The tile spec of item (b, h, g) of view s under dropout: its stream and its rows' positions.
-TileSpec item_spec(const TileSpec& spec, const Unit& u, const std::pair<int64_t, int64_t>& seg, int64_t b, int64_t h,
+// A run's segments of x ([B, H, T, ...] head-major) on the unit's heads: [B, Ho, n_seg, len, ...].
+torch::Tensor run_segments(const torch::Tensor& x, const Unit& u, const SegmentRun& run) {
+  return x.index({Slice(), Slice(u.h_first, u.h_end, u.h_step)})
+      .narrow(2, run.start, run.count * run.len)
+      .unflatten(2, {run.count, run.len});
+}
+
+// The rows at `offset` of a run's segments, [B, Ho, n_seg, m, ...]: the rows of item (b, h, g)
+// are at positions start + g * len + offset + i * u.r.
+torch::Tensor run_rows(const torch::Tensor& x, const Unit& u, const SegmentRun& run, int64_t offset) {
+  return run_segments(x, u, run).index({Slice(), Slice(), Slice(), Slice(offset, run.len, u.r)});
+}
+
+// The tile spec of item (b, h, g) of a run under dropout: its stream and its rows' positions.
+TileSpec item_spec(const TileSpec& spec, const Unit& u, int64_t q_offset, const SegmentRun& run, int64_t b, int64_t h,
                    int64_t g) {
   if (!spec.drops()) return spec;
   TileSpec s = spec;
-  const int64_t first = seg.first + g * seg.second;
+  const int64_t first = run.start + g * run.len;
   s.drop_stream = spec.dropout->stream(b, u.h_first + h * u.h_step);
-  s.drop_q_pos = torch::arange(first + u.offset, first + seg.second, u.r, torch::kLong);
-  s.drop_k_pos = s.drop_q_pos;
+  s.drop_q_pos = torch::arange(first + q_offset, first + run.len, u.r, torch::kLong);
+  s.drop_k_pos = torch::arange(first + u.offset, first + run.len, u.r, torch::kLong);
   return s;
 }
 
-// Calls f(item) for every (batch, head, segment) of a [B, Ho, n_seg, m, ...] view, one item
-// per intra-op thread: each item is one segment's sparse attention of m rows.
+// One call's worth of a unit: its query rows and key rows as views of a head-major tensor, with
+// the same three leading dimensions (batch, head, segment: the items), and their tile spec.
+// Keys read by `fold` query slices at once (all_queries, below) are expanded over dimension 3
+// of the query rows; their gradients are summed back over it.
+struct Piece {
+  std::function<torch::Tensor(const torch::Tensor&)> rows, key_rows;
+  int64_t fold = 1;
+  TileSpec spec;
+  std::function<TileSpec(int64_t, int64_t, int64_t)> item;  // the spec of item (b, h, g)
+
+  torch::Tensor keys(const torch::Tensor& x) const {
+    auto k = key_rows(x);
+    if (fold == 1) return k;
+    auto sizes = k.sizes().vec();
+    sizes.insert(sizes.begin() + 3, fold);
+    return k.unsqueeze(3).expand(sizes);
+  }
+};
+
+// The calls of a unit. Each offset of query rows against the keys at the unit's offset is one
+// call per run, its keys shifted by key_shift (dilated.h). Under all_queries without dropout,
+// r such calls fold into two: the rows from the unit's offset on, taken r at a time, give r
+// slices (query i of slice s at offset + i r + s) that all see keys 0 .. i, so they share one
+// causal tile over expanded keys; the last n mod r rows see every key; rows before the offset
+// see none. Without causal masking every row of the segment sees every key: one call.
+std::vector<Piece> unit_pieces(const Unit& u, int64_t T, const TileSpec& spec) {
+  std::vector<Piece> pieces;
+  if (u.all_queries && u.r > 1 && !spec.drops()) {  // at r = 1 every row is at the offset
+    for (const auto& run : unit_segments(T, u, u.offset)) {
+      const int64_t n = run.len - u.offset, M = n / u.r, rest = n % u.r;
+      auto all_keys = [u, run](const torch::Tensor& x) { return run_rows(x, u, run, u.offset); };
+      auto same = [spec](int64_t, int64_t, int64_t) { return spec; };
+      if (!spec.causal) {
+        pieces.push_back({[u, run](const torch::Tensor& x) { return run_segments(x, u, run); }, all_keys, 1, spec, same});
+        continue;
+      }
+      if (M > 0) {
+        auto rows = [u, run, M](const torch::Tensor& x) {
+          return run_segments(x, u, run).narrow(3, u.offset, M * u.r).unflatten(3, {M, u.r}).transpose(3, 4);
+        };
+        auto keys = [u, run, M](const torch::Tensor& x) { return run_rows(x, u, run, u.offset).narrow(3, 0, M); };
+        pieces.push_back({rows, keys, u.r, spec, same});
+      }
+      if (rest > 0) {
+        TileSpec every = spec;
+        every.causal = false;
+        auto rows = [u, run, M, rest](const torch::Tensor& x) {
+          return run_segments(x, u, run).narrow(3, u.offset + M * u.r, rest);
+        };
+        pieces.push_back({rows, all_keys, 1, every, [every](int64_t, int64_t, int64_t) { return every; }});
+      }
+    }
+    return pieces;
+  }
+  for (int64_t qo : query_offsets(u)) {
+    TileSpec shifted = spec;
+    shifted.k_pos0 = key_shift(u, qo);
+    for (const auto& run : unit_segments(T, u, qo)) {
+      pieces.push_back({[u, run, qo](const torch::Tensor& x) { return run_rows(x, u, run, qo); },
+                        [u, run](const torch::Tensor& x) { return run_rows(x, u, run, u.offset); }, 1, shifted,
+                        [shifted, u, qo, run](int64_t b, int64_t h, int64_t g) {
+                          return item_spec(shifted, u, qo, run, b, h, g);
+                        }});
+    }
+  }
+  return pieces;
+}
+
+// Calls f(item) for every (batch, head, segment) of a [B, Ho, n_seg, ...] view, one item
+// per intra-op thread: each item is one segment's sparse attention.
 template <typename F>
 void for_each_item(const torch::Tensor& view, const F& f) {
   const int64_t Ho = view.size(1), S = view.size(2);
   for_each_unit(view.size(0) * Ho * S, [&](int64_t u) { f(u / (Ho * S), (u / S) % Ho, u % S); });
 }
 
-// Whether the items of a view [B, Ho, n_seg, m, D] run as one call on the whole view instead
+// Whether the items of a view [B, Ho, n_seg, ..., m, D] run as one call on the whole view instead
 // of one call each. A window packed with short documents has hundreds of items of a few dozen
 // rows per layer, and one call each costs more in call overhead than in arithmetic; one call
 // on the view copies it (its rows are strided) and holds one score tile per item at once, so
@@ -74,7 +142,7 @@ void for_each_item(const torch::Tensor& view, const F& f) {
 // its own masks (item_spec), so items run one call each.
 bool fits_one_call(const torch::Tensor& view, const TileSpec& spec) {
   if (spec.drops()) return false;
-  const int64_t m = view.size(3), D = view.size(4), rows = view.numel() / D;
+  const int64_t m = view.size(-2), D = view.size(-1), rows = view.numel() / D;
   // q, k, v, out and dout as float32, and a [min(m, q_block), min(m, k_block)] tile per item.
   const int64_t bytes = 4 * (rows * 5 * D + rows / m * std::min(m, spec.q_block) * std::min(m, spec.k_block));
   return bytes <= dilated_batch_limit();
@@ -104,26 +172,24 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     spec.dropout = &drop;
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
-    // Units of one pair touch disjoint heads, items of one unit disjoint rows: the merges of
-    // the items running in parallel never meet; the pairs follow one another.
+    // Pieces of one unit touch disjoint query rows, items of one piece disjoint rows and heads:
+    // the merges of the items running in parallel never meet; the pieces follow one another.
     for (const auto& u : dilated_units(options, q.size(1))) {
-      auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
-      auto ov = unit_views(out, u), lv = unit_views(lse, u);
-      const auto segs = unit_segments(q.size(2), u);
-      for (size_t s = 0; s < qv.size(); ++s) {
-        if (fits_one_call(qv[s], spec)) {
-          auto o = torch::zeros_like(qv[s], torch::MemoryFormat::Contiguous);
-          auto l = torch::full(lv[s].sizes(), -std::numeric_limits<double>::infinity(), lse_options(q));
-          tiled_forward_into(qv[s], kv[s], vv[s], spec, o, l);
-          merge_into_(ov[s], lv[s], o, l);
+      for (const auto& p : unit_pieces(u, q.size(2), spec)) {
+        auto qv = p.rows(q), kv = p.keys(k), vv = p.keys(v), ov = p.rows(out), lv = p.rows(lse);
+        if (fits_one_call(qv, p.spec)) {
+          auto o = torch::zeros_like(qv, torch::MemoryFormat::Contiguous);
+          auto l = torch::full(lv.sizes(), -std::numeric_limits<double>::infinity(), lse_options(q));
+          tiled_forward_into(qv, kv, vv, p.spec, o, l);
+          merge_into_(ov, lv, o, l);
           continue;
         }
-        for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
-          auto qi = qv[s][b][h][g];
-          auto o = torch::zeros_like(qi);
-          auto l = torch::full({qi.size(0)}, -std::numeric_limits<double>::infinity(), lse_options(qi));
-          tiled_forward_into(qi, kv[s][b][h][g], vv[s][b][h][g], item_spec(spec, u, segs[s], b, h, g), o, l);
-          auto out_rows = ov[s][b][h][g], lse_rows = lv[s][b][h][g];
+        for_each_item(qv, [&](int64_t b, int64_t h, int64_t g) {
+          auto qi = qv[b][h][g];
+          auto o = torch::zeros_like(qi, torch::MemoryFormat::Contiguous);
+          auto l = torch::full(lv[b][h][g].sizes(), -std::numeric_limits<double>::infinity(), lse_options(qi));
+          tiled_forward_into(qi, kv[b][h][g], vv[b][h][g], p.item(b, h, g), o, l);
+          auto out_rows = ov[b][h][g], lse_rows = lv[b][h][g];
           merge_into_(out_rows, lse_rows, o, l);
         });
       }
@@ -134,6 +200,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
     ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
     ctx->saved_data["head_groups"] = options.dilated.mix == Mix::kHeadGroups;
+    ctx->saved_data["keys_only"] = options.dilated.dilate == Dilate::kKeys;
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
     ctx->saved_data["dropout"] = dropout;
@@ -147,6 +214,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     options.dilated.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
     options.dilated.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
     options.dilated.mix = ctx->saved_data["head_groups"].toBool() ? Mix::kHeadGroups : Mix::kLse;
+    options.dilated.dilate = ctx->saved_data["keys_only"].toBool() ? Dilate::kKeys : Dilate::kQueriesAndKeys;
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
     auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
@@ -156,25 +224,27 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     for (const auto& u : dilated_units(options, q.size(1))) {
-      auto qv = unit_views(q, u), kv = unit_views(k, u), vv = unit_views(v, u);
-      auto ov = unit_views(out, u), lv = unit_views(lse, u), gov = unit_views(dout, u);
-      std::vector<torch::Tensor> glv;
-      if (dlse.defined()) glv = unit_views(dlse, u);
-      auto dqv = unit_views(dq, u), dkv = unit_views(dk, u), dvv = unit_views(dv, u);
-      const auto segs = unit_segments(q.size(2), u);
-      // Accumulated straight into dq, dk, dv: within a unit the items touch disjoint rows.
-      for (size_t s = 0; s < qv.size(); ++s) {
-        if (fits_one_call(qv[s], spec)) {
-          tiled_backward_into(qv[s], kv[s], vv[s], ov[s], lv[s], gov[s], dlse.defined() ? glv[s] : dlse, spec, dqv[s],
-                              dkv[s], dvv[s]);
-          continue;
+      for (const auto& p : unit_pieces(u, q.size(2), spec)) {
+        auto qv = p.rows(q), kv = p.keys(k), vv = p.keys(v), ov = p.rows(out), lv = p.rows(lse), gov = p.rows(dout);
+        auto glv = dlse.defined() ? p.rows(dlse) : dlse;
+        auto dqv = p.rows(dq);
+        // Accumulated straight into dq, dk, dv (items touch disjoint rows), or for folded keys
+        // into a buffer of the expanded shape, summed over the fold once the piece is done.
+        auto dkv = p.fold == 1 ? p.key_rows(dk) : torch::zeros(kv.sizes(), dk.options());
+        auto dvv = p.fold == 1 ? p.key_rows(dv) : torch::zeros(vv.sizes(), dv.options());
+        if (fits_one_call(qv, p.spec)) {
+          tiled_backward_into(qv, kv, vv, ov, lv, gov, glv, p.spec, dqv, dkv, dvv);
+        } else {
+          for_each_item(qv, [&](int64_t b, int64_t h, int64_t g) {
+            tiled_backward_into(qv[b][h][g], kv[b][h][g], vv[b][h][g], ov[b][h][g], lv[b][h][g], gov[b][h][g],
+                                glv.defined() ? glv[b][h][g] : glv, p.item(b, h, g), dqv[b][h][g], dkv[b][h][g],
+                                dvv[b][h][g]);
+          });
         }
-        for_each_item(qv[s], [&](int64_t b, int64_t h, int64_t g) {
-          tiled_backward_into(qv[s][b][h][g], kv[s][b][h][g], vv[s][b][h][g], ov[s][b][h][g], lv[s][b][h][g],
-                              gov[s][b][h][g], dlse.defined() ? glv[s][b][h][g] : dlse,
-                              item_spec(spec, u, segs[s], b, h, g), dqv[s][b][h][g],
-                              dkv[s][b][h][g], dvv[s][b][h][g]);
-        });
+        if (p.fold > 1) {
+          p.key_rows(dk).add_(dkv.sum(3));
+          p.key_rows(dv).add_(dvv.sum(3));
+        }
       }
     }
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
@@ -193,16 +263,24 @@ int64_t& dilated_batch_limit() {
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   std::vector<DilatedUnit> units;
   const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
+  const bool all_queries = o.dilated.dilate == Dilate::kKeys;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
     if (o.dilated.mix == Mix::kHeadGroups) {
       const auto [first, count] = head_group(H, n, i);
-      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1});
+      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1, all_queries});
     } else {
-      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r});
+      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r, all_queries});
     }
   }
   return units;
+}
+
+std::vector<int64_t> query_offsets(const DilatedUnit& u) {
+  if (!u.all_queries) return {u.offset};
+  std::vector<int64_t> offsets(static_cast<size_t>(u.r));
+  for (int64_t o = 0; o < u.r; ++o) offsets[static_cast<size_t>(o)] = o;
+  return offsets;
 }
 
 DilatedAttention::DilatedAttention(const AttentionOptions& options) : options_(options) {
@@ -230,8 +308,10 @@ double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
   const double n_pairs = static_cast<double>(options_.dilated.segment_lengths.size());
   for (size_t i = 0; i < options_.dilated.segment_lengths.size(); ++i) {
     const double w = static_cast<double>(std::min(options_.dilated.segment_lengths[i], T));
-    const double m = std::ceil(w / options_.dilated.dilation_rates[i]);
-    const double per_segment = causal ? m * (m + 1) / 2 : m * m;
+    const double r = static_cast<double>(options_.dilated.dilation_rates[i]), m = std::ceil(w / r);
+    // Under dilate: keys each of the segment's w queries (r per kept key) attends.
+    const double rows = options_.dilated.dilate == Dilate::kKeys ? r : 1.0;
+    const double per_segment = rows * (causal ? m * (m + 1) / 2 : m * m);
     pairs += (static_cast<double>(T) / w) * per_segment / (options_.dilated.mix == Mix::kHeadGroups ? n_pairs : 1.0);
   }
   return pairs;
@@ -271,12 +351,17 @@ DilatedCache& dilated_cache(DecodeCache& cache) {
   return *c;
 }
 
-// Drops the rows no position from `next` on reads: those of a segment whose last position at
-// the unit's offset (below max_len) lies before `next`.
+// Drops the rows no position from `next` on reads: those of a segment whose last query
+// position (below max_len) lies before `next`: the last at the unit's offset, or under
+// all_queries the segment's last.
 void retire(DilatedCache& c, int64_t next) {
   for (auto& u : c.units) {
     if (u.rows.k.size() == 0) continue;
     const int64_t s = u.segment, end = std::min(s + u.unit.w, c.shape.max_len);
+    if (u.unit.all_queries) {
+      if (end - 1 < next) u.rows.clear();
+      continue;
+    }
     const int64_t last = s + u.unit.offset + u.unit.r * ((end - 1 - s - u.unit.offset) / u.unit.r);
     if (end - 1 - s < u.unit.offset || last < next) u.rows.clear();
   }
@@ -322,8 +407,10 @@ AttentionOutput DilatedAttention::decode_step(DecodeCache& cache, const torch::T
       u.rows.clear();
       u.segment = s;
     }
-    if ((p - s) % u.unit.r != u.unit.offset) continue;  // the query and key at p are not in this unit
-    u.rows.append(k.index_select(1, u.kv_heads).unsqueeze(2), v.index_select(1, u.kv_heads).unsqueeze(2));
+    const bool key_at_p = (p - s) % u.unit.r == u.unit.offset;
+    if (!key_at_p && !u.unit.all_queries) continue;  // the query and key at p are not in this unit
+    if (key_at_p) u.rows.append(k.index_select(1, u.kv_heads).unsqueeze(2), v.index_select(1, u.kv_heads).unsqueeze(2));
+    if (u.rows.rows_held() == 0) continue;  // all_queries: no key of the segment yet
     auto keys = u.rows.k.view(), values = u.rows.v.view();
     if (u.expand.defined()) {
       keys = keys.index_select(1, u.expand);

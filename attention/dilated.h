@@ -4,6 +4,9 @@
 // position of each segment starting at offset h mod r for head h, attend inside the sparse
 // segment, scatter back. The pairs are mixed by their softmax denominators (eq. 10: the lse
 // merge), or, with mix: head_groups, each contiguous group of heads uses one pair.
+// With dilate: keys only the keys are thinned: every query of a segment attends, in head h,
+// to the segment's keys at offset h mod r (options.h), so that the heads of one layer together
+// see every key of the segment.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <vector>
@@ -42,12 +45,24 @@ class DilatedAttention : public AttentionKernel {
   AttentionOptions options_;
 };
 
-// One batched piece of the work: pair (w, r) on a strided slice of heads, all at one offset.
+// One batched piece of the work: pair (w, r) on a strided slice of heads, all at one offset:
+// the keys at that offset of each segment, and the queries at the same offset (LongNet) or,
+// with all_queries (dilate: keys), every query of the segment.
 struct DilatedUnit {
   int64_t pair, w, r, offset;
   int64_t h_first, h_end, h_step;  // heads h_first, h_first + h_step, ... < h_end
+  bool all_queries = false;
 };
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& options, int64_t H);
+
+// The offsets of a unit's query rows, each attended as one strided slice of the segment:
+// {offset}, or every offset 0 .. r - 1 under all_queries.
+std::vector<int64_t> query_offsets(const DilatedUnit& u);
+
+// Where, in a causal tile of a unit's kept rows, the keys start against the queries at
+// q_offset: query i sits at q_offset + i r and key j at offset + j r, so key j is in the past
+// of query i iff j + (q_offset < offset ? 1 : 0) <= i.
+inline int64_t key_shift(const DilatedUnit& u, int64_t q_offset) { return q_offset < u.offset ? 1 : 0; }
 
 // LongNet's distributed dilated attention (section 3.1) over a contiguous split of the
 // sequence: segments inside a rank's rows stay local; for a segment that spans ranks, each

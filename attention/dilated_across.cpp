@@ -28,7 +28,9 @@ struct Segment {
   size_t unit;
   int64_t start, end;          // positions [start, end) in the sequence
   std::vector<int> key_ranks;  // ranks whose kept rows are this segment's keys for my queries, ascending
-  std::vector<Kept> kept;      // per rank of the group
+  std::vector<Kept> kept;      // per rank of the group: its rows at the unit's offset (keys)
+  // My query rows, per query offset (query_offsets, dilated.h) at which I have any.
+  std::vector<std::pair<int64_t, Kept>> queries;
 };
 
 struct Plan {
@@ -58,11 +60,13 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, TransferStats*
   for (auto& w : works) w->wait();
 }
 
-// f(segment index) for my segments whose keys are all mine (local) or not.
+// f(segment index) for my segments whose keys are all mine (local) or not; a segment with no
+// key for my queries (under all_queries, my rows all before the first kept one) is skipped.
 template <typename F>
 void for_segments(const Plan& plan, int me, bool local, const F& f) {
   for (size_t gi = 0; gi < plan.segments.size(); ++gi) {
     const auto& keys = plan.segments[gi].key_ranks;
+    if (keys.empty()) continue;
     if ((keys.size() == 1 && keys[0] == me) == local) f(gi);
   }
 }
@@ -83,34 +87,46 @@ Plan make_plan(const DilatedAcrossState& s, const torch::Tensor& q) {
     const auto& u = plan.units[ui];
     const int64_t w = std::min(u.w, T);
     for (int64_t start = (range[me].first / w) * w; start < range[me].second; start += w) {
-      Segment g{ui, start, std::min(start + w, T), {}, std::vector<Kept>(static_cast<size_t>(P))};
+      Segment g{ui, start, std::min(start + w, T), {}, std::vector<Kept>(static_cast<size_t>(P)), {}};
       if (u.offset >= g.end - g.start) continue;
-      for (int x = 0; x < P; ++x) {
+      // Rank x's rows of the segment at `offset`: positions start + offset + j r.
+      auto kept_at = [&](int x, int64_t offset) -> Kept {
         const int64_t lo = std::max(g.start, range[x].first), hi = std::min(g.end, range[x].second);
-        if (lo >= hi) continue;
-        const int64_t base = g.start + u.offset;  // kept positions: base + j r
+        const int64_t base = g.start + offset;
         const int64_t first = lo <= base ? base : base + ((lo - base + u.r - 1) / u.r) * u.r;
-        if (first >= hi) continue;
-        g.kept[x] = {first - range[x].first, (hi - 1 - first) / u.r + 1};
+        if (lo >= hi || first >= hi) return {};
+        return {first - range[x].first, (hi - 1 - first) / u.r + 1};
+      };
+      const auto offsets = query_offsets(u);
+      std::vector<bool> asks(static_cast<size_t>(P));  // whether rank x has query rows here
+      for (int x = 0; x < P; ++x) {
+        g.kept[x] = kept_at(x, u.offset);
+        for (int64_t qo : offsets) {
+          const Kept rows = kept_at(x, qo);
+          if (rows.count == 0) continue;
+          asks[x] = true;
+          if (x == me) g.queries.push_back({qo, rows});
+        }
       }
-      const bool mine = g.kept[me].count > 0;
+      const bool mine = asks[me];
       for (int x = 0; x < P; ++x) {
         if (g.kept[x].count == 0) continue;
         if (mine && (!s.causal || x <= me)) g.key_ranks.push_back(x);
       }
       const size_t gi = plan.segments.size();
       const int64_t per_row = B * heads_of(u) * D * 2;  // k and v
-      for (int x = 0; x < P && mine; ++x) {
-        if (x == me || g.kept[x].count == 0) continue;
-        if (!s.causal || x > me) {  // x attends to my rows
+      for (int x = 0; x < P; ++x) {
+        if (x == me) continue;
+        if (asks[x] && g.kept[me].count > 0 && (!s.causal || x > me)) {  // x attends to my rows
           plan.to[x].push_back(gi);
           plan.to_numel[x] += per_row * g.kept[me].count;
         }
-        if (!s.causal || x < me) {  // I attend to x's rows
+        if (mine && g.kept[x].count > 0 && (!s.causal || x < me)) {  // I attend to x's rows
           plan.from[x].push_back(gi);
           plan.from_numel[x] += per_row * g.kept[x].count;
         }
       }
+      // Keys of mine imply queries of mine (the unit's offset is one of its query offsets).
       if (mine) plan.segments.push_back(std::move(g));
     }
   }
@@ -175,27 +191,33 @@ std::map<int, torch::Tensor> exchange_rows(const DilatedAcrossState& s, const Pl
   return received;
 }
 
-TileSpec segment_spec(const DilatedAcrossState& s, const Segment& g, const DilatedUnit& u, int me) {
+// The tile of my query rows `rows` at offset qo against the segment's keys.
+TileSpec segment_spec(const DilatedAcrossState& s, const Segment& g, const DilatedUnit& u, int me, int64_t qo,
+                      const Kept& rows) {
   TileSpec spec;
   spec.causal = s.causal;
   spec.q_block = s.options.block_size;
   spec.k_block = std::max(s.options.block_size, s.options.key_block);
-  // Tile positions are indices in the segment's kept sequence; the keys start at the first
-  // key rank's first kept row.
-  auto index = [&](int x) {
+  // Tile positions are indices in the segment's kept sequence at each offset, the keys
+  // shifted by key_shift (dilated.h); the keys start at the first key rank's first kept row.
+  auto index = [&](int x, int64_t first, int64_t offset) {
     const auto& piece = s.layout.pieces(x).at(0);
-    return (piece.position + g.kept[x].first - g.start - u.offset) / u.r;
+    return (piece.position + first - g.start - offset) / u.r;
   };
-  spec.q_pos0 = index(me);
-  spec.k_pos0 = index(g.key_ranks.front());
+  const int first_key_rank = g.key_ranks.front();
+  spec.q_pos0 = index(me, rows.first, qo);
+  const int64_t first_key = index(first_key_rank, g.kept[first_key_rank].first, u.offset);
+  spec.k_pos0 = first_key + key_shift(u, qo);
   spec.dropout = &s.dropout;
   if (s.dropout.active()) {
-    // Kept index i sits at g.start + u.offset + i * r; the unit's heads are h_first + h * h_step.
+    // Kept index i sits at g.start + offset + i * r; the unit's heads are h_first + h * h_step.
     int64_t n_keys = 0;
     for (int x : g.key_ranks) n_keys += g.kept[x].count;
-    auto at = [&](int64_t first, int64_t n) { return torch::arange(first, first + n, torch::kLong) * u.r + g.start + u.offset; };
-    spec.drop_q_pos = at(spec.q_pos0, g.kept[me].count);
-    spec.drop_k_pos = at(spec.k_pos0, n_keys);
+    auto at = [&](int64_t first, int64_t n, int64_t offset) {
+      return torch::arange(first, first + n, torch::kLong) * u.r + g.start + offset;
+    };
+    spec.drop_q_pos = at(spec.q_pos0, rows.count, qo);
+    spec.drop_k_pos = at(first_key, n_keys, u.offset);
     spec.head0 = u.h_first;
     spec.head_step = u.h_step;
   }
@@ -228,9 +250,11 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
         }
       }
       auto kg = ks.size() == 1 ? ks[0] : torch::cat(ks, 2), vg = vs.size() == 1 ? vs[0] : torch::cat(vs, 2);
-      torch::Tensor o, l;
-      tiled_forward(kept_view(q, u, g.kept[me]), kg, vg, segment_spec(*s, g, u, me), o, l);
-      merge_into_(kept_view(out, u, g.kept[me]), kept_view(lse, u, g.kept[me]), o, l);
+      for (const auto& [qo, rows] : g.queries) {
+        torch::Tensor o, l;
+        tiled_forward(kept_view(q, u, rows), kg, vg, segment_spec(*s, g, u, me, qo, rows), o, l);
+        merge_into_(kept_view(out, u, rows), kept_view(lse, u, rows), o, l);
+      }
     };
     auto received = exchange_rows(*s, plan, k, v, 0, [&] { for_segments(plan, me, true, segment); });
     for (const auto& [x, blocks] : plan.from) from[x] = block_views(plan, blocks, x, received.at(x), B, D);
@@ -273,10 +297,12 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
       const bool one = ks.size() == 1;
       auto kg = one ? ks[0] : torch::cat(ks, 2), vg = one ? vs[0] : torch::cat(vs, 2);
       auto dkg = one ? dks[0] : torch::zeros_like(kg), dvg = one ? dvs[0] : torch::zeros_like(vg);
-      auto rows = [&](const torch::Tensor& t) { return kept_view(t, u, g.kept[me]); };
-      auto dqg = rows(dq);
-      tiled_backward(rows(q), kg, vg, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
-                     segment_spec(*s, g, u, me), dqg, dkg, dvg);
+      for (const auto& [qo, kept] : g.queries) {
+        auto rows = [&, &kept = kept](const torch::Tensor& t) { return kept_view(t, u, kept); };
+        auto dqg = rows(dq);
+        tiled_backward(rows(q), kg, vg, rows(out), rows(lse), rows(dout), dlse.defined() ? rows(dlse) : dlse,
+                       segment_spec(*s, g, u, me, qo, kept), dqg, dkg, dvg);
+      }
       if (!one) {
         int64_t at = 0;
         for (size_t i = 0; i < dks.size(); ++i) {

@@ -17,11 +17,25 @@ bool parse(const std::string& name, Mix& out);  // false for an unknown name
 const std::string& name_of(Mix v);
 inline const std::vector<std::string>& choices(Mix) { return mix_names(); }
 
+// Which rows of a segment dilated attention thins to every r-th (attention.dilate):
+//   queries_and_keys  a head keeps the queries and keys at its offset and attends among them
+//                     (LongNet, section 2.2): a query meets a far key only in the head whose
+//                     offset both share
+//   keys              every query of the segment attends to the keys at the head's offset, so
+//                     the heads together reach every key of the segment in one layer; r times
+//                     the query rows of queries_and_keys per pair, still w / r keys per query
+enum class Dilate { kQueriesAndKeys, kKeys };
+const std::vector<std::string>& dilate_names();
+bool parse(const std::string& name, Dilate& out);
+const std::string& name_of(Dilate v);
+inline const std::vector<std::string>& choices(Dilate) { return dilate_names(); }
+
 // dilated (LongNet, dilated.h): one (segment length, dilation rate) pair per entry.
 struct DilatedOptions {
   std::vector<int64_t> segment_lengths = {2048};
   std::vector<int64_t> dilation_rates = {1};
   Mix mix = Mix::kLse;
+  Dilate dilate = Dilate::kQueriesAndKeys;
 };
 
 // block_sparse (block_sparse.h): which (query block, key block) pairs are attended, in units of
@@ -55,6 +69,7 @@ void dilated_fields(O& o, F&& f) {
   f("segment_lengths", o.segment_lengths);
   f("dilation_rates", o.dilation_rates);
   f("mix", o.mix);
+  f("dilate", o.dilate);
 }
 
 template <typename O, typename F>

@@ -18,13 +18,14 @@ class DilatedTest : public SeededTest {};
 // The table's cases (oracle.cpp) run in the oracle suite; here random segment lengths, rates
 // and head counts on top.
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
-  for (int trial = 0; trial < 6; ++trial) {
+  for (int trial = 0; trial < 8; ++trial) {
     KernelCase c{{}, 1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
                  1 + torch::randint(6, {1}).item<int64_t>(), 4, trial % 2 == 0};
     auto& o = c.options;
     o.kind = "dilated";
     o.block_size = 16;
     o.dilated.mix = trial % 3 == 0 ? attention::Mix::kHeadGroups : attention::Mix::kLse;
+    o.dilated.dilate = trial % 4 < 2 ? attention::Dilate::kKeys : attention::Dilate::kQueriesAndKeys;
     o.dilated.segment_lengths.clear();
     o.dilated.dilation_rates.clear();
     const int64_t n = 1 + torch::randint(3, {1}).item<int64_t>();

@@ -74,6 +74,9 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   dilated.block_size = 4;
   dilated.dilated.segment_lengths = {6, 16, 64};
   dilated.dilated.dilation_rates = {1, 2, 4};
+  // dilate: keys: every query of a segment reads the kept keys, some of them on earlier ranks.
+  attention::AttentionOptions dilated_keys = dilated;
+  dilated_keys.dilated.dilate = attention::Dilate::kKeys;
   attention::DropoutKey key;
   key.rate = dropout;
   key.seed = 5;
@@ -83,8 +86,10 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   for (auto dtype : dtypes) {
     const double tol = dtype == torch::kDouble ? kFloat64Tol : 1e-5;
     for (const auto& c : cases) {
-      for (const std::string kind : {"ring", "block_sparse", "dilated"}) {
-        if (kind == "dilated" && c.zigzag) continue;  // LongNet's algorithm splits contiguously
+      for (const std::string kind : {"ring", "block_sparse", "dilated", "dilated_keys"}) {
+        const bool is_dilated = kind == "dilated" || kind == "dilated_keys";
+        if (is_dilated && c.zigzag) continue;  // LongNet's algorithm splits contiguously
+        const auto& dilated_options = kind == "dilated" ? dilated : dilated_keys;
         torch::manual_seed(42);
         auto opts = torch::TensorOptions().dtype(dtype);
         const auto x = random_qkv(c.B, c.T, c.H, c.D, dtype);
@@ -97,8 +102,8 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
           one.dropout_key() = key;
           want = one.forward(q, k, v, c.causal);
         }
-        if (kind == "dilated") {
-          attention::DilatedAttention one(dilated);
+        if (is_dilated) {
+          attention::DilatedAttention one(dilated_options);
           one.dropout_key() = key;
           want = one.forward(q, k, v, c.causal);
         }
@@ -112,8 +117,8 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
         if (kind == "ring") got = attention::ring_attention(ql, kl, vl, c.causal, layout, group, 8, 8, 5, 0, key);
         if (kind == "block_sparse")
           got = attention::block_sparse_across_ranks(ql, kl, vl, c.causal, sparse, layout, group, 5, key);
-        if (kind == "dilated")
-          got = attention::dilated_across_ranks(ql, kl, vl, c.causal, dilated, layout, group, key);
+        if (is_dilated)
+          got = attention::dilated_across_ranks(ql, kl, vl, c.causal, dilated_options, layout, group, key);
         SCOPED_TRACE(::testing::Message() << kind << " rank " << env.rank << "/" << env.world_size << " T=" << c.T
                                           << " causal=" << c.causal << " zigzag=" << c.zigzag
                                           << " dropout=" << dropout);
@@ -131,7 +136,7 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
 // The kernels across ranks against their single-process kernels over the whole sequence:
 // ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
 // by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
-// not).
+// not; LongNet's rows and dilate: keys).
 TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
   expect_rows_match_single_process({{2, 64, 3, 8, true, true},
                                     {2, 64, 3, 8, false, false},
