@@ -3,7 +3,8 @@
 # attention.*, then evaluates each model: passkey accuracy per (length, depth) with its SVG
 # heatmap, the loss by context length and by position, and the run's time per step and peak
 # RSS. The runs go one after another, each alone on the machine with the config's threads, so
-# that their times per step are comparable. Usage: tools/passkey.sh [dense dilated local local_global] (default: all four). Each run
+# that their times per step are comparable. Usage: tools/passkey.sh [dense dilated dilated_keys local local_global]
+# (default: dense dilated local local_global). Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
 # runs/passkey_<name>.{log,svg,passkey.txt,lengths.txt,positions.txt}.
 set -euo pipefail
@@ -14,6 +15,9 @@ declare -A pattern=(
   # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 1024 rows);
   # the config's 4 heads cover every offset of the largest rate.
   [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4]"
+  # The same segments and rates with only the keys thinned (attention.dilate: keys, not
+  # LongNet's pattern): every query reads each head's kept keys, the 4 heads every offset.
+  [dilated_keys]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=keys"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.
@@ -22,7 +26,7 @@ declare -A pattern=(
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
 for name in "${names[@]}"; do
-  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, local, local_global)"; exit 1; }
+  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, dilated_keys, local, local_global)"; exit 1; }
 done
 
 run() {  # name: train, then evaluate; prints one summary block
