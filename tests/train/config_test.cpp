@@ -128,11 +128,15 @@ TEST_F(ConfigTest, UnknownAttentionKindListsTheRegisteredOnes) {
 
 TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
   auto c = train::parse_config(base, "test.yaml", {"attention.kind=dilated", "attention.segment_lengths=[64, 128]",
-                                                   "attention.dilation_rates=[1, 2]", "attention.mix=head_groups"});
+                                                   "attention.dilation_rates=[1, 2]", "attention.mix=head_groups",
+                                                   "attention.dilate=keys"});
   EXPECT_EQ(c.model.attention.dilated.segment_lengths, (std::vector<int64_t>{64, 128}));
   EXPECT_EQ(c.model.attention.dilated.mix, attention::Mix::kHeadGroups);
+  EXPECT_EQ(c.model.attention.dilated.dilate, attention::Dilate::kKeys);
   auto again = train::parse_config(train::to_yaml(c), "resolved.yaml");
   EXPECT_EQ(again.model.attention.dilated.dilation_rates, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(again.model.attention.dilated.dilate, attention::Dilate::kKeys);
+  EXPECT_EQ(train::parse_config(base, "test.yaml").model.attention.dilated.dilate, attention::Dilate::kQueriesAndKeys);
   const std::vector<std::string> dil = {"attention.kind=dilated"};
   auto with = [&](std::vector<std::string> extra) {
     extra.insert(extra.begin(), dil.begin(), dil.end());
@@ -150,6 +154,9 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
   EXPECT_NE(error_of(base, with({"attention.segment_lengths=[64, x]"})).find("attention.segment_lengths[1]: expected an integer"),
             std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected one of lse, head_groups, got 'average'"), std::string::npos);
+  EXPECT_NE(error_of(base, with({"attention.dilate=queries"}))
+                .find("attention.dilate: expected one of queries_and_keys, keys, got 'queries'"),
+            std::string::npos);
 
   auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
                                                    "attention.pairs=[[0, 3], [5, 1]]", "attention.global_blocks=1"});
