@@ -65,7 +65,10 @@ struct Piece {
   std::function<torch::Tensor(const torch::Tensor&)> rows, key_rows;
   int64_t fold = 1;
   TileSpec spec;
-  std::function<TileSpec(int64_t, int64_t, int64_t)> item;  // the spec of item (b, h, g)
+  // The spec of item (b, h, g) where items differ (dropout's positions); else `spec`.
+  std::function<TileSpec(int64_t, int64_t, int64_t)> item_spec;
+
+  TileSpec item(int64_t b, int64_t h, int64_t g) const { return item_spec ? item_spec(b, h, g) : spec; }
 
   torch::Tensor keys(const torch::Tensor& x) const {
     auto k = key_rows(x);
@@ -88,9 +91,8 @@ std::vector<Piece> unit_pieces(const Unit& u, int64_t T, const TileSpec& spec) {
     for (const auto& run : unit_segments(T, u, u.offset)) {
       const int64_t n = run.len - u.offset, M = n / u.r, rest = n % u.r;
       auto all_keys = [u, run](const torch::Tensor& x) { return run_rows(x, u, run, u.offset); };
-      auto same = [spec](int64_t, int64_t, int64_t) { return spec; };
       if (!spec.causal) {
-        pieces.push_back({[u, run](const torch::Tensor& x) { return run_segments(x, u, run); }, all_keys, 1, spec, same});
+        pieces.push_back({[u, run](const torch::Tensor& x) { return run_segments(x, u, run); }, all_keys, 1, spec, {}});
         continue;
       }
       if (M > 0) {
@@ -98,7 +100,7 @@ std::vector<Piece> unit_pieces(const Unit& u, int64_t T, const TileSpec& spec) {
           return run_segments(x, u, run).narrow(3, u.offset, M * u.r).unflatten(3, {M, u.r}).transpose(3, 4);
         };
         auto keys = [u, run, M](const torch::Tensor& x) { return run_rows(x, u, run, u.offset).narrow(3, 0, M); };
-        pieces.push_back({rows, keys, u.r, spec, same});
+        pieces.push_back({rows, keys, u.r, spec, {}});
       }
       if (rest > 0) {
         TileSpec every = spec;
@@ -106,7 +108,7 @@ std::vector<Piece> unit_pieces(const Unit& u, int64_t T, const TileSpec& spec) {
         auto rows = [u, run, M, rest](const torch::Tensor& x) {
           return run_segments(x, u, run).narrow(3, u.offset + M * u.r, rest);
         };
-        pieces.push_back({rows, all_keys, 1, every, [every](int64_t, int64_t, int64_t) { return every; }});
+        pieces.push_back({rows, all_keys, 1, every, {}});
       }
     }
     return pieces;
@@ -358,11 +360,8 @@ void retire(DilatedCache& c, int64_t next) {
   for (auto& u : c.units) {
     if (u.rows.k.size() == 0) continue;
     const int64_t s = u.segment, end = std::min(s + u.unit.w, c.shape.max_len);
-    if (u.unit.all_queries) {
-      if (end - 1 < next) u.rows.clear();
-      continue;
-    }
-    const int64_t last = s + u.unit.offset + u.unit.r * ((end - 1 - s - u.unit.offset) / u.unit.r);
+    const int64_t last = u.unit.all_queries ? end - 1
+                                            : s + u.unit.offset + u.unit.r * ((end - 1 - s - u.unit.offset) / u.unit.r);
     if (end - 1 - s < u.unit.offset || last < next) u.rows.clear();
   }
 }
