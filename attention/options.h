@@ -56,6 +56,7 @@ struct AttentionOptions {
   int64_t key_block = 1024;    // key tile: rows up to this many keys take one fused softmax
   bool causal = true;          // decoder-only language models attend to the past only
   double softmax_scale = 0;    // the factor on q.k before the softmax; 0: 1/sqrt(head_dim)
+  int64_t length_scale = 0;    // L: a row that sees n > L keys has q.k times ln n / ln L (length_scale.h); 0: off
   double dropout = 0;          // attention-probability dropout in training (dropout.h); 0: off
   DilatedOptions dilated;
   BlockSparseOptions block_sparse;
@@ -89,6 +90,7 @@ void attention_fields(O& o, F&& f) {
   f("causal", o.causal);
   f("key_block", o.key_block);
   f("softmax_scale", o.softmax_scale);
+  f("length_scale", o.length_scale);
   f("dropout", o.dropout);
   dilated_fields(o.dilated, f);
   block_sparse_fields(o.block_sparse, f);

@@ -85,6 +85,8 @@ std::vector<OptionProblem> check_options(const AttentionOptions& a, const Kernel
   p.require(a.key_block >= 1, "attention.key_block", str(a.key_block), "an integer >= 1");
   p.require(a.softmax_scale >= 0 && std::isfinite(a.softmax_scale), "attention.softmax_scale", str(a.softmax_scale),
           "a number > 0, or 0 for 1/sqrt(head_dim)");
+  p.require(a.length_scale == 0 || a.length_scale >= 2, "attention.length_scale", str(a.length_scale),
+            "0 (off) or a number of keys >= 2");
   p.require(a.dropout >= 0 && a.dropout < 1, "attention.dropout", str(a.dropout), "a number in [0, 1)");
   const auto& entry = kernel_entry(a.kind);
   if (entry.check)

@@ -3,6 +3,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
 
+#include "attention/length_scale.h"
 #include "attention/registry.h"
 
 namespace longnet::model {
@@ -85,6 +86,17 @@ torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& x, attention::
   } else if (rotary) {
     q = rotary(q);
     k = rotary(k, /*keys=*/true);
+  }
+  if (const int64_t L = options.attention().length_scale; L > 0) {
+    // The factor on each query row's scores (attention/length_scale.h), [B or 1, 1, T, 1].
+    const bool causal = options.attention().causal;
+    const auto n = cache  ? attention::keys_seen(torch::arange(cache->length, cache->length + T, torch::kLong),
+                                                 cache->length + T, causal, nullptr)
+                   : sp_  ? attention::keys_seen(sp_->positions(), sp_->length(), causal, nullptr)
+                          : attention::keys_seen(torch::arange(T, torch::kLong), T, causal, documents_.get());
+    // float32 at least: q goes back to v's dtype below.
+    const auto factor_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    q = q * attention::length_scale_factors(n, L).to(q.device(), factor_type).unsqueeze(1).unsqueeze(-1);
   }
   // The kernels take q, k, v of one dtype. Under autocast (precision.h) the projection gives
   // bfloat16 and rotary's float32 tables promote q and k: back to v's dtype.

@@ -82,29 +82,33 @@ TEST_F(ModelDecodeTest, IncrementalLogitsEqualTheFullForwardAtEveryPosition) {
   for (const auto& kind : kinds())
     for (auto pos : {PositionKind::kRope, PositionKind::kXpos, PositionKind::kNone})
       for (auto norm : {NormPlacement::kSubLn, NormPlacement::kPre, NormPlacement::kDeepNorm}) {
-        if (norm != NormPlacement::kSubLn && pos != PositionKind::kRope) continue;  // the norms once each
-        const auto o = tiny(kind, pos, norm);
-        torch::manual_seed(7);
-        model::LanguageModel m(o);
-        m->eval();
-        const int64_t B = 2, T = o.max_seq_len;
-        auto tokens = torch::randint(o.vocab_size, {B, T}, torch::kLong);
-        torch::Tensor full;
-        {
-          torch::NoGradGuard no_grad;
-          full = m->forward(tokens);
-        }
-        for (int64_t prompt : {3, 10}) {
-          SCOPED_TRACE(kind.name + " pos=" + model::name_of(pos) + " norm=" + model::name_of(norm) +
-                       " prompt=" + std::to_string(prompt));
-          auto state = m->start_decoding(B);
-          std::vector<torch::Tensor> logits = {m->extend(state, tokens.narrow(1, 0, prompt), /*all_positions=*/true)};
-          for (int64_t t = prompt; t < T; ++t) logits.push_back(m->extend(state, tokens.narrow(1, t, 1)));
-          ASSERT_EQ(state.length(), T);
-          const auto got = torch::cat(logits, 1);
-          ASSERT_EQ(got.sizes(), full.sizes());
-          EXPECT_LT((got - full).abs().max().item<double>(), 1e-5);
-          EXPECT_GT(full.abs().max().item<double>(), 1e-2) << "logits too small for the comparison to mean much";
+        for (int64_t length_scale : {0, 5}) {
+          if (norm != NormPlacement::kSubLn && pos != PositionKind::kRope) continue;  // the norms once each
+          if (length_scale > 0 && (norm != NormPlacement::kSubLn || pos != PositionKind::kRope)) continue;
+          auto o = tiny(kind, pos, norm);
+          o.attention.length_scale = length_scale;  // rows past 5 keys scale q by their position
+          torch::manual_seed(7);
+          model::LanguageModel m(o);
+          m->eval();
+          const int64_t B = 2, T = o.max_seq_len;
+          auto tokens = torch::randint(o.vocab_size, {B, T}, torch::kLong);
+          torch::Tensor full;
+          {
+            torch::NoGradGuard no_grad;
+            full = m->forward(tokens);
+          }
+          for (int64_t prompt : {3, 10}) {
+            SCOPED_TRACE(kind.name + " pos=" + model::name_of(pos) + " norm=" + model::name_of(norm) +
+                         " length_scale=" + std::to_string(length_scale) + " prompt=" + std::to_string(prompt));
+            auto state = m->start_decoding(B);
+            std::vector<torch::Tensor> logits = {m->extend(state, tokens.narrow(1, 0, prompt), /*all_positions=*/true)};
+            for (int64_t t = prompt; t < T; ++t) logits.push_back(m->extend(state, tokens.narrow(1, t, 1)));
+            ASSERT_EQ(state.length(), T);
+            const auto got = torch::cat(logits, 1);
+            ASSERT_EQ(got.sizes(), full.sizes());
+            EXPECT_LT((got - full).abs().max().item<double>(), 1e-5);
+            EXPECT_GT(full.abs().max().item<double>(), 1e-2) << "logits too small for the comparison to mean much";
+          }
         }
       }
 }

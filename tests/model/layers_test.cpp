@@ -3,8 +3,11 @@
 // and the initialisation formulas of model/init.h.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "attention/length_scale.h"
 #include "model/block.h"
 #include "model/init.h"
 #include "model/lm.h"
@@ -58,6 +61,7 @@ struct LayerCase {
   bool bias, subln;
   PositionKind pos;
   NormType norm_type = NormType::kLayerNorm;
+  int64_t length_scale = 0;  // attention.length_scale
 };
 
 // The whole layer by hand: x W^T + b split into q, k, v; rotated; k, v heads repeated for
@@ -73,6 +77,9 @@ torch::Tensor attention_by_hand(model::MultiHeadAttentionImpl& layer, const Laye
     q = rotate_by_hand(q, c.pos == PositionKind::kXpos, false);
     k = rotate_by_hand(k, c.pos == PositionKind::kXpos, true);
   }
+  if (c.length_scale > 0)  // row t sees t + 1 keys: its scores times max(1, ln(t + 1) / ln L)
+    for (int64_t t = 0; t < T; ++t)
+      q.select(1, t).mul_(std::max(1.0, std::log(t + 1.0) / std::log(static_cast<double>(c.length_scale))));
   std::vector<torch::Tensor> ks, vs;
   for (int64_t h = 0; h < c.H; ++h) {
     ks.push_back(k.select(2, h / (c.H / c.G)));
@@ -90,11 +97,12 @@ TEST_F(AttentionLayerTest, DenseLayerMatchesTheOracleWithProjectionsByHand) {
   const std::vector<LayerCase> cases = {
       {4, 4, false, false, PositionKind::kRope},  {4, 2, true, false, PositionKind::kRope},
       {4, 1, false, true, PositionKind::kXpos},   {2, 2, true, true, PositionKind::kNone, NormType::kRmsNorm},
-      {4, 2, false, false, PositionKind::kXpos},
+      {4, 2, false, false, PositionKind::kXpos},  {4, 2, false, true, PositionKind::kRope, NormType::kLayerNorm, 3},
   };
   for (const auto& c : cases) {
     attention::AttentionOptions dense;
     dense.block_size = 4;  // several tiles, so the tiled core is exercised
+    dense.length_scale = c.length_scale;
     model::MultiHeadAttention layer(model::MultiHeadAttentionOptions(16, c.H)
                                         .n_kv_heads(c.G)
                                         .bias(c.bias)
@@ -110,7 +118,8 @@ TEST_F(AttentionLayerTest, DenseLayerMatchesTheOracleWithProjectionsByHand) {
     }
     auto x = torch::randn({2, 11, 16}, torch::kDouble).requires_grad_();
     SCOPED_TRACE(::testing::Message() << "H=" << c.H << " G=" << c.G << " bias=" << c.bias << " subln=" << c.subln
-                                      << " pos=" << model::name_of(c.pos));
+                                      << " pos=" << model::name_of(c.pos)
+                                      << " length_scale=" << c.length_scale);
     auto got = layer(x), want = attention_by_hand(*layer, c, x);
     EXPECT_TRUE(AllClose(got, want, kFloat64Tol));
     auto g = torch::randn_like(got);
@@ -120,6 +129,23 @@ TEST_F(AttentionLayerTest, DenseLayerMatchesTheOracleWithProjectionsByHand) {
     for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(AllClose(g1[i], g2[i], kFloat64Tol)) << "gradient " << i;
     EXPECT_EQ(layer->qkv->weight.size(0), (c.H + 2 * c.G) * (16 / c.H));  // the KV projection shrinks with G
   }
+}
+
+// attention.length_scale's n: the keys a dense mask gives each row, counted from its document's
+// first token; and the factor max(1, ln n / ln L).
+TEST_F(AttentionLayerTest, LengthScaleCountsTheKeysEachRowSees) {
+  const attention::DocumentStarts starts = {{0, 3}, {0}};
+  const auto at = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); };
+  const auto positions = torch::arange(5, torch::kLong);
+  EXPECT_TRUE(torch::equal(attention::keys_seen(positions, 5, true, &starts),
+                           torch::stack({at({1, 2, 3, 1, 2}), at({1, 2, 3, 4, 5})})));
+  EXPECT_TRUE(torch::equal(attention::keys_seen(positions, 5, false, &starts),
+                           torch::stack({at({3, 3, 3, 2, 2}), at({5, 5, 5, 5, 5})})));
+  // A rank's rows of one sequence, or decoding's next rows.
+  EXPECT_TRUE(torch::equal(attention::keys_seen(at({4, 5, 9}), 10, true, nullptr), at({5, 6, 10}).unsqueeze(0)));
+  EXPECT_TRUE(torch::equal(attention::keys_seen(at({4, 5, 9}), 10, false, nullptr), at({10, 10, 10}).unsqueeze(0)));
+  const auto f = attention::length_scale_factors(at({1, 2, 4, 16, 64}), 4);
+  EXPECT_TRUE(torch::allclose(f, torch::tensor({1.0, 1.0, 1.0, 2.0, 3.0}, torch::kDouble)));
 }
 
 TEST_F(AttentionLayerTest, XposScoresDependOnDistanceOnlyAndDecayWithIt) {

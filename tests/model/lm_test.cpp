@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -78,30 +79,36 @@ TEST_F(LanguageModelTest, InitialLossIsNearLogVocabAndTrainingLowersIt) {
 
 // model.document_mask: a packed row's logits are those of each of its documents run alone
 // (each later one from its separator on); without the mask a later document's are not.
+// With attention.length_scale a row's keys count from its document's first token, so that too
+// is what the document alone gives.
 TEST_F(LanguageModelTest, DocumentMaskRunsEachDocumentOfARowAlone) {
-  auto o = tiny();
-  o.document_mask = true;
-  o.document_separator = 1;
-  model::LanguageModel masked(o);
-  auto x = torch::randint(2, 50, {2, 24}, torch::kLong);  // no separator yet
-  for (const auto& [row, p] : std::vector<std::pair<int64_t, int64_t>>{{0, 7}, {0, 8}, {0, 15}, {1, 20}})
-    x.index_put_({row, p}, 1);
-  const auto logits = masked->forward(x);
-  const std::vector<std::vector<int64_t>> docs = {{0, 7, 8, 15, 24}, {0, 20, 24}};
-  for (int64_t b = 0; b < 2; ++b)
-    for (size_t i = 0; i + 1 < docs[b].size(); ++i) {
-      const int64_t begin = docs[b][i], n = docs[b][i + 1] - begin;
-      EXPECT_TRUE(AllClose(logits.narrow(0, b, 1).narrow(1, begin, n),
-                           masked->forward(x.narrow(0, b, 1).narrow(1, begin, n)), 1e-5))
-          << "row " << b << ", document at " << begin;
-    }
-  auto plain_options = o;
-  plain_options.document_mask = false;
-  model::LanguageModel plain(plain_options);
-  torch::NoGradGuard no_grad;
-  for (const auto& p : masked->named_parameters()) plain->named_parameters()[p.key()].copy_(p.value());
-  EXPECT_TRUE(AllClose(plain->forward(x).narrow(1, 0, 7), logits.narrow(1, 0, 7), 1e-5)) << "the first document";
-  EXPECT_FALSE(AllClose(plain->forward(x).narrow(1, 15, 9), logits.narrow(1, 15, 9), 1e-3)) << "a later one";
+  for (int64_t length_scale : {0, 4}) {
+    SCOPED_TRACE("length_scale=" + std::to_string(length_scale));
+    auto o = tiny();
+    o.document_mask = true;
+    o.document_separator = 1;
+    o.attention.length_scale = length_scale;
+    model::LanguageModel masked(o);
+    auto x = torch::randint(2, 50, {2, 24}, torch::kLong);  // no separator yet
+    for (const auto& [row, p] : std::vector<std::pair<int64_t, int64_t>>{{0, 7}, {0, 8}, {0, 15}, {1, 20}})
+      x.index_put_({row, p}, 1);
+    const auto logits = masked->forward(x);
+    const std::vector<std::vector<int64_t>> docs = {{0, 7, 8, 15, 24}, {0, 20, 24}};
+    for (int64_t b = 0; b < 2; ++b)
+      for (size_t i = 0; i + 1 < docs[b].size(); ++i) {
+        const int64_t begin = docs[b][i], n = docs[b][i + 1] - begin;
+        EXPECT_TRUE(AllClose(logits.narrow(0, b, 1).narrow(1, begin, n),
+                             masked->forward(x.narrow(0, b, 1).narrow(1, begin, n)), 1e-5))
+            << "row " << b << ", document at " << begin;
+      }
+    auto plain_options = o;
+    plain_options.document_mask = false;
+    model::LanguageModel plain(plain_options);
+    torch::NoGradGuard no_grad;
+    for (const auto& p : masked->named_parameters()) plain->named_parameters()[p.key()].copy_(p.value());
+    EXPECT_TRUE(AllClose(plain->forward(x).narrow(1, 0, 7), logits.narrow(1, 0, 7), 1e-5)) << "the first document";
+    EXPECT_FALSE(AllClose(plain->forward(x).narrow(1, 15, 9), logits.narrow(1, 15, 9), 1e-3)) << "a later one";
+  }
 }
 
 // What document_mask refuses: a model without the separator's id, incremental decoding of

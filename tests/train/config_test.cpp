@@ -113,6 +113,13 @@ TEST_F(ConfigTest, OutOfRangeValuesAreRejected) {
                                 "resolved.yaml")
                 .model.attention.softmax_scale,
             0.25);
+  EXPECT_NE(error_of(base, {"attention.length_scale=1"})
+                .find("attention.length_scale: expected 0 (off) or a number of keys >= 2, got 1"),
+            std::string::npos);
+  EXPECT_EQ(train::parse_config(train::to_yaml(train::parse_config(base, "t.yaml", {"attention.length_scale=128"})),
+                                "resolved.yaml")
+                .model.attention.length_scale,
+            128);
   EXPECT_NE(error_of(base, {"attention.dropout=1"}).find("attention.dropout: expected a number in [0, 1), got 1"),
             std::string::npos);
   EXPECT_EQ(train::parse_config(train::to_yaml(train::parse_config(base, "t.yaml", {"attention.dropout=0.1"})),
