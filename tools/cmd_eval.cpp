@@ -110,7 +110,8 @@ int report_passkey(model::LanguageModel& model, const data::Tokenizer& tokenizer
     out["cells"] = nlohmann::json::array();
     for (const auto& c : cells)
       out["cells"].push_back({{"length", c.length}, {"depth", c.depth}, {"accuracy", c.accuracy()}, {"passed", c.passed},
-                              {"trials", c.trials}, {"token_accuracy", c.token_accuracy()}});
+                              {"trials", c.trials}, {"token_accuracy", c.token_accuracy()},
+                              {"first_token_accuracy", c.first_token_accuracy()}});
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
@@ -132,6 +133,9 @@ int report_passkey(model::LanguageModel& model, const data::Tokenizer& tokenizer
   // A model that is learning to copy gets some of the key's tokens right before whole keys.
   std::printf("\n");
   table("answer tokens right", &train::PasskeyCell::token_accuracy);
+  // The first answer token needs the key found; the rest, the key copied in order.
+  std::printf("\n");
+  table("first answer token right (the key found)", &train::PasskeyCell::first_token_accuracy);
   return 0;
 }
 

@@ -207,8 +207,10 @@ std::vector<PasskeyCell> evaluate_passkey_with(const LogitsAt& logits_at, const 
         auto predicted = logits_at(torch::stack(inputs), positions).argmax(-1).cpu();
         for (size_t r = 0; r < inputs.size(); ++r) {
           const int64_t n = wanted[r].size(0), from = begins[r] - first_answer;
-          const auto right = predicted[static_cast<int64_t>(r)].narrow(0, from, n).eq(wanted[r]).sum().item<int64_t>();
+          const auto hits = predicted[static_cast<int64_t>(r)].narrow(0, from, n).eq(wanted[r]);
+          const auto right = hits.sum().item<int64_t>();
           cell.passed += right == n ? 1 : 0;
+          cell.first_right += hits[0].item<bool>() ? 1 : 0;
           cell.tokens_right += right;
           cell.answer_tokens += n;
           ++cell.trials;

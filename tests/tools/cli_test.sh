@@ -122,7 +122,7 @@ expect_ok eval-lengths '"extrapolated":true,"length":32,"loss":[0-9.]+' -- \
 expect_ok eval-lengths-table "32 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+  \(extrapolated\)" -- "$longnet" eval "$work/ok.yaml" --lengths 8,16,32
 expect_fail eval-lengths-zero "--lengths: expected a positive integer, got '0'" -- "$longnet" eval "$work/ok.yaml" --lengths 8,0
 expect_fail eval-score-last "--score-last 10 exceeds the shortest of --lengths, 8" -- "$longnet" eval "$work/ok.yaml" --lengths 8,16 --score-last 10
-expect_ok eval-passkey '"cells":\[\{"accuracy":[0-9.]+,"depth":0\.0,"length":300,"passed":[0-9]+,"token_accuracy":[0-9.]+,"trials":2\}' -- \
+expect_ok eval-passkey '"cells":\[\{"accuracy":[0-9.]+,"depth":0\.0,"first_token_accuracy":[0-9.]+,"length":300,"passed":[0-9]+,"token_accuracy":[0-9.]+,"trials":2\}' -- \
   "$longnet" eval "$work/ok.yaml" --passkey --lengths 300 --depths 0,1 --trials 2 --json --svg "$work/pk.svg"
 if python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert len(d.getElementsByTagName('rect')) == 2" "$work/pk.svg"; then
   passed=$((passed + 1))

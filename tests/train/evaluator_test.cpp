@@ -110,14 +110,19 @@ TEST_F(PasskeyScoringTest, AnOracleThatReadsTheKeyPassesEveryTrialAndRandomScore
     EXPECT_EQ(c.trials, 5);
     EXPECT_EQ(c.passed, 5) << "length " << c.length << " depth " << c.depth;
     EXPECT_EQ(c.tokens_right, c.answer_tokens);
+    EXPECT_EQ(c.first_right, 5);
     EXPECT_GE(c.answer_tokens, 5);
   }
   auto random = [&](const torch::Tensor& tokens, const torch::Tensor& positions) {
     return torch::randn({tokens.size(0), positions.size(0), V});
   };
-  int64_t passed = 0;
-  for (const auto& c : train::evaluate_passkey_with(random, builder, lengths, depths, 5, 1, 2)) passed += c.passed;
+  int64_t passed = 0, first_right = 0;
+  for (const auto& c : train::evaluate_passkey_with(random, builder, lengths, depths, 5, 1, 2)) {
+    passed += c.passed;
+    first_right += c.first_right;
+  }
   EXPECT_EQ(passed, 0);
+  EXPECT_LE(first_right, 2) << "of 30 trials, each first token one of " << V;
   // An oracle that is one digit off fails: every answer token counts.
   auto off_by_one = [&](const torch::Tensor& tokens, const torch::Tensor& positions) {
     auto logits = oracle(tokens, positions);
@@ -128,8 +133,9 @@ TEST_F(PasskeyScoringTest, AnOracleThatReadsTheKeyPassesEveryTrialAndRandomScore
   passed = 0;
   for (const auto& c : train::evaluate_passkey_with(off_by_one, builder, lengths, depths, 5, 1, 2)) {
     passed += c.passed;
-    // ... though every answer token but its last is right.
+    // ... though every answer token but its last is right, and so the first where there are two.
     EXPECT_EQ(c.tokens_right, c.answer_tokens - c.trials);
+    EXPECT_EQ(c.first_right, c.answer_tokens > c.trials ? c.trials : 0);
   }
   EXPECT_EQ(passed, 0);
 }
