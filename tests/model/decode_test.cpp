@@ -82,9 +82,9 @@ TEST_F(ModelDecodeTest, IncrementalLogitsEqualTheFullForwardAtEveryPosition) {
   for (const auto& kind : kinds())
     for (auto pos : {PositionKind::kRope, PositionKind::kXpos, PositionKind::kNone})
       for (auto norm : {NormPlacement::kSubLn, NormPlacement::kPre, NormPlacement::kDeepNorm}) {
+        if (norm != NormPlacement::kSubLn && pos != PositionKind::kRope) continue;  // the norms once each
         for (int64_t length_scale : {0, 5}) {
-          if (norm != NormPlacement::kSubLn && pos != PositionKind::kRope) continue;  // the norms once each
-          if (length_scale > 0 && (norm != NormPlacement::kSubLn || pos != PositionKind::kRope)) continue;
+          if (length_scale > 0 && (norm != NormPlacement::kSubLn || pos != PositionKind::kRope)) continue;  // once
           auto o = tiny(kind, pos, norm);
           o.attention.length_scale = length_scale;  // rows past 5 keys scale q by their position
           torch::manual_seed(7);
