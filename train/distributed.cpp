@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 
 #include "common/errors.h"
@@ -64,6 +65,10 @@ DistributedEnv distributed_env() {
 namespace {
 
 c10::intrusive_ptr<c10d::Store> rendezvous(const DistributedEnv& env, std::chrono::milliseconds timeout) {
+  // A peer that died leaves its sockets closed, and a write to one raises SIGPIPE, which would
+  // kill this rank without a word (exit 141). Ignored, as Python does, the write fails with
+  // EPIPE and the collective throws an error that names the peer.
+  std::signal(SIGPIPE, SIG_IGN);
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(env.master_port);
   so.isServer = env.rank == 0;

@@ -189,6 +189,9 @@ TEST(RingWorker, DISABLED_OneRankDies) {
   ASSERT_EQ(env.world_size, 2);
   const char* ms = std::getenv("LONGNET_TEST_TIMEOUT_MS");
   auto group = train::init_process_group(env, std::chrono::milliseconds(ms ? std::atoi(ms) : 3000));
+  // Both ranks leave the barrier with the mesh connected; before it, rank 0 may still be
+  // connecting when rank 1 exits, and then fails in the group's constructor, not in the ring.
+  group->barrier()->wait();
   if (env.rank == 1) std::_Exit(3);  // dies after the rendezvous, before the first exchange
   attention::RingLayout layout(32, env.rank, 2, true);
   auto x = torch::randn({1, layout.local_length(env.rank), 2, 4});
