@@ -202,7 +202,8 @@ std::optional<std::string> latest_checkpoint(const std::string& dir) {
   const fs::path path = fs::path(dir) / name;
   // Only a step_* folder beside it: never a path that leads elsewhere.
   const bool step_folder = name.rfind("step_", 0) == 0 && name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
-  const std::string problem = !step_folder || !fs::is_directory(path)
+  std::error_code ec;  // a name the file system refuses (longer than NAME_MAX) is no folder, not a throw
+  const std::string problem = !step_folder || !fs::is_directory(path, ec)
                                   ? latest.string() + " points at '" + name + "', which is not a checkpoint directory"
                                   : checkpoint_problem(path.string());
   if (problem.empty()) return path.string();

@@ -210,6 +210,18 @@ TEST_F(TrainerTest, TruncatedCheckpointIsRefusedWithTheFileNamed) {
   }
 }
 
+// A `latest` that names no folder here (one beyond the file system's longest name among them)
+// falls back to the newest whole checkpoint, as a corrupt one does.
+TEST_F(TrainerTest, ALatestNamingNoCheckpointFallsBackToTheNewestWholeOne) {
+  run("n", {"train.steps=8", "train.keep_last=5"});
+  const fs::path ck = dir.path() / "n/checkpoints";
+  for (const std::string& name : std::vector<std::string>{"step_00000099", "step_" + std::string(300, '9'),
+                                                         "../n/checkpoints/step_00000004"}) {
+    data::write_file_atomic(ck / "latest", name + "\n");
+    EXPECT_EQ(*train::latest_checkpoint(ck.string()), (ck / "step_00000008").string()) << name;
+  }
+}
+
 // One flipped byte in the newest checkpoint (same size): named, and the run resumes from the
 // newest whole one; with none left, the run refuses rather than start over.
 TEST_F(TrainerTest, ACorruptLatestCheckpointFallsBackToTheNewestWholeOne) {
