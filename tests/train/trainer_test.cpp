@@ -210,8 +210,9 @@ TEST_F(TrainerTest, TruncatedCheckpointIsRefusedWithTheFileNamed) {
   }
 }
 
-// A `latest` that names no folder here (one beyond the file system's longest name among them)
-// falls back to the newest whole checkpoint, as a corrupt one does.
+// A `latest` that names no checkpoint folder here (a missing step, a name longer than the file
+// system allows, a path that leads elsewhere) falls back to the newest whole one, as a corrupt
+// one does.
 TEST_F(TrainerTest, ALatestNamingNoCheckpointFallsBackToTheNewestWholeOne) {
   run("n", {"train.steps=8", "train.keep_last=5"});
   const fs::path ck = dir.path() / "n/checkpoints";
