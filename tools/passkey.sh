@@ -3,8 +3,10 @@
 # attention.*, then evaluates each model: passkey accuracy per (length, depth) with its SVG
 # heatmap, the loss by context length and by position, and the run's time per step and peak
 # RSS. The runs go one after another, each alone on the machine with the config's threads, so
-# that their times per step are comparable. Usage: tools/passkey.sh [dense dilated dilated_keys local local_global]
-# (default: dense dilated local local_global). Each run
+# that their times per step are comparable.
+# Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys local local_global] [-- --set KEY=VALUE ...]
+# (default: dense dilated local local_global); what follows `--` goes to every train and eval
+# call, e.g. `-- --set train.precision=float32` on a CPU without native bfloat16. Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
 # runs/passkey_<name>.{log,svg,passkey.txt,lengths.txt,positions.txt}.
 set -euo pipefail
@@ -15,6 +17,9 @@ declare -A pattern=(
   # LongNet: segments doubling up to T, rates doubling with them (every segment keeps 1024 rows);
   # the config's 4 heads cover every offset of the largest rate.
   [dilated]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4]"
+  # LongNet's own smallest segment: the paper's segments 2,048 ... 32,768 at rates 1, 2, 4, 6, 12
+  # cut at T = 4,096 (a far key in one alignment of two, not four).
+  [dilated_2048]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2]"
   # The same segments and rates with only the keys thinned (attention.dilate: keys, not
   # LongNet's pattern): every query reads each head's kept keys, the 4 heads every offset.
   [dilated_keys]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=keys"
@@ -23,16 +28,21 @@ declare -A pattern=(
   # The window plus the first block seen by all and every 4th block behind.
   [local_global]="--set attention.kind=block_sparse --set attention.local_blocks=1 --set attention.global_blocks=1 --set attention.stride=4"
 )
-names=("$@")
+names=() extra=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then shift; extra=("$@"); break; fi
+  names+=("$1"); shift
+done
 [ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
 for name in "${names[@]}"; do
-  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, dilated_keys, local, local_global)"; exit 1; }
+  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, dilated_2048, dilated_keys, local, local_global)"; exit 1; }
 done
 
 run() {  # name: train, then evaluate; prints one summary block
   local name=$1 out=runs/passkey_$1
   rm -rf "$out"
-  local sets="${pattern[$name]} --set train.out_dir=$out"
+  mkdir -p runs
+  local sets="${pattern[$name]} ${extra[*]} --set train.out_dir=$out"
   # shellcheck disable=SC2086
   /usr/bin/time -v build/tools/longnet train configs/passkey.yaml $sets > "$out.log" 2>&1 ||
     { echo "$name: training failed, see $out.log"; return 0; }
