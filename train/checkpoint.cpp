@@ -231,9 +231,12 @@ std::string resolve_checkpoint(const RunConfig& config, const std::string& flag,
 }
 
 std::string checkpoint_config(const std::string& path) {
-  if (!fs::is_directory(path)) refuse(path, "not a checkpoint directory (expected a step_* folder under <train.out_dir>/checkpoints)");
+  std::error_code ec;  // a path the file system refuses (too long, a loop) is refused here, not thrown
+  if (!fs::is_directory(path, ec))
+    refuse(path, "not a checkpoint directory (expected a step_* folder under <train.out_dir>/checkpoints" +
+                     (ec ? "; " + ec.message() : std::string()) + ")");
   const fs::path file = fs::path(path) / "config.yaml";
-  if (!fs::exists(file)) refuse(file, "missing; this is not a longnet checkpoint directory");
+  if (!fs::exists(file, ec)) refuse(file, "missing; this is not a longnet checkpoint directory");
   return data::read_file(file);
 }
 

@@ -170,6 +170,9 @@ else
   passed=$((passed + 1))
 fi
 expect_fail eval-bad-checkpoint "not a checkpoint directory" -- "$longnet" eval "$work/ok.yaml" --checkpoint "$work/nowhere"
+# A name longer than the file system allows is the same refusal, naming the path, not a filesystem_error.
+expect_fail eval-checkpoint-name-too-long "/$(printf 'x%.0s' {1..300}): not a checkpoint directory .*File name too long" -- \
+  "$longnet" eval "$work/ok.yaml" --checkpoint "$work/$(printf 'x%.0s' {1..300})"
 expect_fail other-model "other model/attention settings" -- "$longnet" train "$work/ok.yaml" --set model.d_model=32
 echo "$passed passed, $failures failed"
 [ $failures -eq 0 ]
