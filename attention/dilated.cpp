@@ -202,7 +202,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
     ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
     ctx->saved_data["head_groups"] = options.dilated.mix == Mix::kHeadGroups;
-    ctx->saved_data["keys_only"] = options.dilated.dilate == Dilate::kKeys;
+    ctx->saved_data["dilate"] = static_cast<int64_t>(options.dilated.dilate);
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
     ctx->saved_data["dropout"] = dropout;
@@ -216,7 +216,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     options.dilated.segment_lengths = ctx->saved_data["segment_lengths"].toIntVector();
     options.dilated.dilation_rates = ctx->saved_data["dilation_rates"].toIntVector();
     options.dilated.mix = ctx->saved_data["head_groups"].toBool() ? Mix::kHeadGroups : Mix::kLse;
-    options.dilated.dilate = ctx->saved_data["keys_only"].toBool() ? Dilate::kKeys : Dilate::kQueriesAndKeys;
+    options.dilated.dilate = static_cast<Dilate>(ctx->saved_data["dilate"].toInt());
     options.block_size = ctx->saved_data["block_size"].toInt();
     options.key_block = ctx->saved_data["key_block"].toInt();
     auto spec = tile_spec(options, ctx->saved_data["causal"].toBool());
@@ -262,14 +262,18 @@ int64_t& dilated_batch_limit() {
 
 // lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
 // are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
+// every_offset: each offset of each pair is one unit over all the pair's heads.
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   std::vector<DilatedUnit> units;
   const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
   const bool all_queries = o.dilated.dilate == Dilate::kKeys;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
-    if (o.dilated.mix == Mix::kHeadGroups) {
-      const auto [first, count] = head_group(H, n, i);
+    const auto [first, count] = o.dilated.mix == Mix::kHeadGroups ? head_group(H, n, i) : std::make_pair(int64_t{0}, H);
+    if (o.dilated.dilate == Dilate::kEveryOffset) {
+      if (count > 0)
+        for (int64_t off = 0; off < r; ++off) units.push_back({i, w, r, off, first, first + count, 1, false});
+    } else if (o.dilated.mix == Mix::kHeadGroups) {
       if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1, all_queries});
     } else {
       for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r, all_queries});
@@ -311,8 +315,9 @@ double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
   for (size_t i = 0; i < options_.dilated.segment_lengths.size(); ++i) {
     const double w = static_cast<double>(std::min(options_.dilated.segment_lengths[i], T));
     const double r = static_cast<double>(options_.dilated.dilation_rates[i]), m = std::ceil(w / r);
-    // Under dilate: keys each of the segment's w queries (r per kept key) attends.
-    const double rows = options_.dilated.dilate == Dilate::kKeys ? r : 1.0;
+    // Under dilate: keys each of the segment's w queries (r per kept key) attends; under
+    // every_offset each of the r offsets is a sparse segment of its own.
+    const double rows = options_.dilated.dilate == Dilate::kQueriesAndKeys ? 1.0 : r;
     const double per_segment = rows * (causal ? m * (m + 1) / 2 : m * m);
     pairs += (static_cast<double>(T) / w) * per_segment / (options_.dilated.mix == Mix::kHeadGroups ? n_pairs : 1.0);
   }

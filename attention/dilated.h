@@ -7,6 +7,8 @@
 // With dilate: keys only the keys are thinned: every query of a segment attends, in head h,
 // to the segment's keys at offset h mod r (options.h), so that the heads of one layer together
 // see every key of the segment.
+// With dilate: every_offset every head keeps every offset: a query attends, in all heads, to
+// the segment's keys at its own offset (one unit per offset over all heads).
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <vector>

@@ -24,7 +24,12 @@ inline const std::vector<std::string>& choices(Mix) { return mix_names(); }
 //   keys              every query of the segment attends to the keys at the head's offset, so
 //                     the heads together reach every key of the segment in one layer; r times
 //                     the query rows of queries_and_keys per pair, still w / r keys per query
-enum class Dilate { kQueriesAndKeys, kKeys };
+//   every_offset      every head keeps every offset: a query meets, in every head, the keys of
+//                     the segment at its own offset (position i sees j iff i = j mod r: Sparse
+//                     Transformer's strided pattern inside each segment), so a far key is met in
+//                     all heads rather than in the one whose offset it shares; r times the
+//                     query rows of queries_and_keys per pair, still w / r keys per query
+enum class Dilate { kQueriesAndKeys, kKeys, kEveryOffset };
 const std::vector<std::string>& dilate_names();
 bool parse(const std::string& name, Dilate& out);
 const std::string& name_of(Dilate v);

@@ -4,7 +4,8 @@
 # heatmap, the loss by context length and by position, and the run's time per step and peak
 # RSS. The runs go one after another, each alone on the machine with the config's threads, so
 # that their times per step are comparable.
-# Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys local local_global] [-- --set KEY=VALUE ...]
+# Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys dilated_every_offset
+#   dilated_2048_every_offset local local_global] [-- --set KEY=VALUE ...]
 # (default: dense dilated local local_global); what follows `--` goes to every train and eval
 # call, e.g. `-- --set train.precision=float32` on a CPU without native bfloat16. Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
@@ -23,6 +24,10 @@ declare -A pattern=(
   # The same segments and rates with only the keys thinned (attention.dilate: keys, not
   # LongNet's pattern): every query reads each head's kept keys, the 4 heads every offset.
   [dilated_keys]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=keys"
+  # LongNet's rows in every head (attention.dilate: every_offset): a query meets the keys at its
+  # own offset in all 4 heads, not in the one head of that offset; r times the rows per pair.
+  [dilated_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=every_offset"
+  [dilated_2048_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=every_offset"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.
@@ -35,7 +40,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
 for name in "${names[@]}"; do
-  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (dense, dilated, dilated_2048, dilated_keys, local, local_global)"; exit 1; }
+  [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (${!pattern[*]})"; exit 1; }
 done
 
 run() {  # name: train, then evaluate; prints one summary block

@@ -18,14 +18,16 @@ class DilatedTest : public SeededTest {};
 // The table's cases (oracle.cpp) run in the oracle suite; here random segment lengths, rates
 // and head counts on top.
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
-  for (int trial = 0; trial < 8; ++trial) {
+  const attention::Dilate dilates[] = {attention::Dilate::kQueriesAndKeys, attention::Dilate::kKeys,
+                                       attention::Dilate::kEveryOffset};
+  for (int trial = 0; trial < 9; ++trial) {
     KernelCase c{{}, 1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
                  1 + torch::randint(6, {1}).item<int64_t>(), 4, trial % 2 == 0};
     auto& o = c.options;
     o.kind = "dilated";
     o.block_size = 16;
     o.dilated.mix = trial % 3 == 0 ? attention::Mix::kHeadGroups : attention::Mix::kLse;
-    o.dilated.dilate = trial % 4 < 2 ? attention::Dilate::kKeys : attention::Dilate::kQueriesAndKeys;
+    o.dilated.dilate = dilates[trial / 3];  // each with head_groups once, causal and not
     o.dilated.segment_lengths.clear();
     o.dilated.dilation_rates.clear();
     const int64_t n = 1 + torch::randint(3, {1}).item<int64_t>();
@@ -80,6 +82,33 @@ TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
     if (std::isinf(lse0[t])) EXPECT_TRUE(std::isinf(l0) && l0 < 0) << t; else EXPECT_NEAR(l0, lse0[t], 1e-12) << t;
     if (std::isinf(lse1[t])) EXPECT_TRUE(std::isinf(l1) && l1 < 0) << t; else EXPECT_NEAR(l1, lse1[t], 1e-12) << t;
   }
+}
+
+// dilate: every_offset on the same pairs, T = 8: every head sees, in each pair, the keys of
+// its segment at the query's own offset, so both heads give the same rows, and positions that
+// no head kept above get pair 2's keys at offsets 2 and 3.
+// Pair 1 (w = 4, r = 2): t sees {s, s+2} of its half at t's parity; pair 2 (w = 8, r = 4): {t mod 4, t mod 4 + 4}.
+TEST_F(DilatedTest, EveryOffsetMatchesItsDefinitionWrittenOutByHand) {
+  const int64_t T = 8;
+  auto q = torch::zeros({1, T, 2, 1}, torch::kDouble);
+  auto v = torch::arange(T, torch::kDouble).view({1, T, 1, 1}).expand({1, T, 2, 1}).contiguous();
+  attention::AttentionOptions o;
+  o.kind = "dilated";
+  o.dilated.segment_lengths = {4, 8};
+  o.dilated.dilation_rates = {2, 4};
+  o.dilated.dilate = attention::Dilate::kEveryOffset;
+  auto r = attention::make_kernel(o)->forward(q, q, v, /*causal=*/true);
+  // 0: {0} | {0} -> 0, log 2        1: {1} | {1} -> 1, log 2       2: {0,2} | {2} -> 4/3, log 3
+  // 3: {1,3} | {3} -> 7/3, log 3    4: {4} | {0,4} -> 8/3, log 3   5: {5} | {1,5} -> 11/3, log 3
+  // 6: {4,6} | {2,6} -> 18/4, log 4 7: {5,7} | {3,7} -> 22/4, log 4
+  const double out[T] = {0, 1, 4.0 / 3, 7.0 / 3, 8.0 / 3, 11.0 / 3, 4.5, 5.5};
+  const double lse[T] = {std::log(2), std::log(2), std::log(3), std::log(3),
+                         std::log(3), std::log(3), std::log(4), std::log(4)};
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < 2; ++h) {
+      EXPECT_NEAR(r.out[0][t][h][0].item<double>(), out[t], 1e-12) << "head " << h << ", t=" << t;
+      EXPECT_NEAR(r.lse[0][t][h].item<double>(), lse[t], 1e-12) << "head " << h << ", t=" << t;
+    }
 }
 
 TEST_F(DilatedTest, HeadGroupsSplitTheRemainderToTheFirstGroups) {

@@ -106,17 +106,21 @@ attention::AttentionOutput dense_oracle(const Qkv& x, const attention::Attention
 
 // [H, T, T]: pair (w, r) with head h at offset offset(h): same segment (of min(w, T), cut from
 // position 0), the key's position kept (position in segment = offset mod r), the query's too
-// unless keys_only (dilate: keys), and the past if causal.
+// unless dilate: keys, and the past if causal. Under dilate: every_offset, in every head, the
+// query's and the key's positions in the segment equal mod r.
 torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool causal,
-                              const std::function<int64_t(int64_t)>& offset, bool keys_only) {
+                              const std::function<int64_t(int64_t)>& offset, attention::Dilate dilate) {
   w = std::min(w, T);
   auto pos = torch::arange(T, torch::kLong);
   auto seg = torch::div(pos, w, "floor"), inseg = torch::remainder(pos, w);
+  auto residue = torch::remainder(inseg, r);
   std::vector<torch::Tensor> heads;
   for (int64_t h = 0; h < H; ++h) {
-    auto sel = torch::remainder(inseg, r) == offset(h);
-    auto rows = keys_only ? torch::ones_like(sel) : sel;
-    auto a = rows.unsqueeze(1) & sel.unsqueeze(0) & (seg.unsqueeze(1) == seg.unsqueeze(0));
+    auto sel = residue == offset(h);
+    auto rows = dilate == attention::Dilate::kKeys ? torch::ones_like(sel) : sel;
+    auto kept = dilate == attention::Dilate::kEveryOffset ? residue.unsqueeze(1) == residue.unsqueeze(0)
+                                                          : rows.unsqueeze(1) & sel.unsqueeze(0);
+    auto a = kept & (seg.unsqueeze(1) == seg.unsqueeze(0));
     if (causal) a = a & causal_allowed(T);
     heads.push_back(a);
   }
@@ -130,13 +134,13 @@ attention::AttentionOutput dilated_oracle(const Qkv& x, const attention::Attenti
                                           const torch::Tensor& factors) {
   const int64_t T = x.q.size(1), H = x.q.size(2);
   const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
-  const bool keys_only = o.dilated.dilate == attention::Dilate::kKeys;
+  const auto dilate = o.dilated.dilate;
   if (o.dilated.mix == attention::Mix::kHeadGroups) {
     std::vector<torch::Tensor> outs, lses;
     for (int64_t g = 0; g < n; ++g) {
       const auto [first, count] = attention::head_group(H, n, g);
       const int64_t r = o.dilated.dilation_rates[g];
-      auto mask = dilated_allowed(T, count, o.dilated.segment_lengths[g], r, causal, [&](int64_t) { return g % r; }, keys_only);
+      auto mask = dilated_allowed(T, count, o.dilated.segment_lengths[g], r, causal, [&](int64_t) { return g % r; }, dilate);
       auto res = masked_attention(x.q.narrow(2, first, count), x.k.narrow(2, first, count),
                                   x.v.narrow(2, first, count), mask,
                                   factors.defined() ? factors.narrow(1, first, count) : factors);
@@ -148,7 +152,7 @@ attention::AttentionOutput dilated_oracle(const Qkv& x, const attention::Attenti
   attention::AttentionOutput mixed;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = o.dilated.dilation_rates[i];
-    auto mask = dilated_allowed(T, H, o.dilated.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; }, keys_only);
+    auto mask = dilated_allowed(T, H, o.dilated.segment_lengths[i], r, causal, [&](int64_t h) { return h % r; }, dilate);
     auto res = masked_attention(x.q, x.k, x.v, mask, factors);
     mixed = i == 0 ? res : attention::merge(mixed, res);
   }
@@ -172,17 +176,17 @@ std::vector<torch::Tensor> dense_reads(const attention::AttentionOptions&, int64
 
 std::vector<torch::Tensor> dilated_reads(const attention::AttentionOptions& o, int64_t T, int64_t H) {
   const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
-  const bool keys_only = o.dilated.dilate == attention::Dilate::kKeys;
+  const auto dilate = o.dilated.dilate;
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
     if (o.dilated.mix == attention::Mix::kHeadGroups) {
       const auto [first, count] = attention::head_group(H, n, i);
       auto part = torch::zeros({H, T, T}, torch::kBool);
-      if (count > 0) part.narrow(0, first, count).copy_(dilated_allowed(T, count, w, r, true, [&](int64_t) { return i % r; }, keys_only));
+      if (count > 0) part.narrow(0, first, count).copy_(dilated_allowed(T, count, w, r, true, [&](int64_t) { return i % r; }, dilate));
       parts.push_back(part);
     } else {
-      parts.push_back(dilated_allowed(T, H, w, r, true, [&](int64_t h) { return h % r; }, keys_only));
+      parts.push_back(dilated_allowed(T, H, w, r, true, [&](int64_t h) { return h % r; }, dilate));
     }
   }
   return parts;
@@ -247,7 +251,13 @@ std::vector<KernelCase> dilated_cases() {
                          Shape{2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true, 16, Dilate::kKeys},
                          Shape{1, 50, 4, 4, {12, 64}, {2, 3}, Mix::kLse, false, 16, Dilate::kKeys},
                          Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true, 16, Dilate::kKeys},
-                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kKeys}}) {
+                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kKeys},
+                         // dilate: every_offset, rates above the head count (offsets no head has
+                         // under queries_and_keys)
+                         Shape{2, 37, 3, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true, 16, Dilate::kEveryOffset},
+                         Shape{1, 50, 2, 4, {12, 64}, {2, 3}, Mix::kLse, false, 16, Dilate::kEveryOffset},
+                         Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true, 16, Dilate::kEveryOffset},
+                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kEveryOffset}}) {
     auto c = with("dilated", s.B, s.T, s.H, s.D, s.causal, s.block);
     c.options.dilated.segment_lengths = s.w;
     c.options.dilated.dilation_rates = s.r;

@@ -77,6 +77,9 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   // dilate: keys: every query of a segment reads the kept keys, some of them on earlier ranks.
   attention::AttentionOptions dilated_keys = dilated;
   dilated_keys.dilated.dilate = attention::Dilate::kKeys;
+  // dilate: every_offset: every head at every offset, one unit per offset over all heads.
+  attention::AttentionOptions dilated_every = dilated;
+  dilated_every.dilated.dilate = attention::Dilate::kEveryOffset;
   attention::DropoutKey key;
   key.rate = dropout;
   key.seed = 5;
@@ -86,10 +89,10 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   for (auto dtype : dtypes) {
     const double tol = dtype == torch::kDouble ? kFloat64Tol : 1e-5;
     for (const auto& c : cases) {
-      for (const std::string kind : {"ring", "block_sparse", "dilated", "dilated_keys"}) {
-        const bool is_dilated = kind == "dilated" || kind == "dilated_keys";
+      for (const std::string kind : {"ring", "block_sparse", "dilated", "dilated_keys", "dilated_every_offset"}) {
+        const bool is_dilated = kind.rfind("dilated", 0) == 0;
         if (is_dilated && c.zigzag) continue;  // LongNet's algorithm splits contiguously
-        const auto& dilated_options = kind == "dilated" ? dilated : dilated_keys;
+        const auto& dilated_options = kind == "dilated" ? dilated : kind == "dilated_keys" ? dilated_keys : dilated_every;
         torch::manual_seed(42);
         auto opts = torch::TensorOptions().dtype(dtype);
         const auto x = random_qkv(c.B, c.T, c.H, c.D, dtype);
@@ -136,7 +139,7 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
 // The kernels across ranks against their single-process kernels over the whole sequence:
 // ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
 // by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
-// not; LongNet's rows and dilate: keys).
+// not; LongNet's rows, dilate: keys and dilate: every_offset).
 TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
   expect_rows_match_single_process({{2, 64, 3, 8, true, true},
                                     {2, 64, 3, 8, false, false},

@@ -38,6 +38,12 @@ std::vector<Kind> kinds() {
          a.dilated.dilation_rates = {1, 2, 4};
          a.dilated.dilate = attention::Dilate::kKeys;
        }},
+      {"dilated_every_offset", [](attention::AttentionOptions& a) {
+         a.kind = "dilated";
+         a.dilated.segment_lengths = {4, 8, 24};
+         a.dilated.dilation_rates = {1, 2, 4};
+         a.dilated.dilate = attention::Dilate::kEveryOffset;
+       }},
       {"dilated_head_groups", [](attention::AttentionOptions& a) {
          a.kind = "dilated";
          a.dilated.segment_lengths = {4, 8};

@@ -144,6 +144,8 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
   EXPECT_EQ(again.model.attention.dilated.dilation_rates, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(again.model.attention.dilated.dilate, attention::Dilate::kKeys);
   EXPECT_EQ(train::parse_config(base, "test.yaml").model.attention.dilated.dilate, attention::Dilate::kQueriesAndKeys);
+  EXPECT_EQ(train::parse_config(base, "test.yaml", {"attention.dilate=every_offset"}).model.attention.dilated.dilate,
+            attention::Dilate::kEveryOffset);
   const std::vector<std::string> dil = {"attention.kind=dilated"};
   auto with = [&](std::vector<std::string> extra) {
     extra.insert(extra.begin(), dil.begin(), dil.end());
@@ -162,7 +164,7 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
             std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected one of lse, head_groups, got 'average'"), std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.dilate=queries"}))
-                .find("attention.dilate: expected one of queries_and_keys, keys, got 'queries'"),
+                .find("attention.dilate: expected one of queries_and_keys, keys, every_offset, got 'queries'"),
             std::string::npos);
 
   auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
