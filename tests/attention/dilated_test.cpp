@@ -56,7 +56,9 @@ TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
 // Pair 1: w = 4, r = 2. Head 0 keeps {0, 2} and {4, 6}; head 1 (offset 1) keeps {1, 3}, {5, 7}.
 // Pair 2: w = 8, r = 4. Head 0 keeps {0, 4}; head 1 keeps {1, 5}.
 // Mixed by softmax denominators, out = (sum of both pairs' values) / (n1 + n2).
-TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
+// The written-out cases: T = 8, H = 2, pairs (4, 2) and (8, 4), causal, q = k = 0 and v = the
+// position in both heads, under the given dilate.
+attention::AttentionOutput uniform_attention_t8(attention::Dilate dilate) {
   const int64_t T = 8;
   auto q = torch::zeros({1, T, 2, 1}, torch::kDouble);
   auto v = torch::arange(T, torch::kDouble).view({1, T, 1, 1}).expand({1, T, 2, 1}).contiguous();
@@ -64,7 +66,13 @@ TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
   o.kind = "dilated";
   o.dilated.segment_lengths = {4, 8};
   o.dilated.dilation_rates = {2, 4};
-  auto r = attention::make_kernel(o)->forward(q, q, v, /*causal=*/true);
+  o.dilated.dilate = dilate;
+  return attention::make_kernel(o)->forward(q, q, v, /*causal=*/true);
+}
+
+TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
+  const int64_t T = 8;
+  auto r = uniform_attention_t8(attention::Dilate::kQueriesAndKeys);
   const double ninf = -std::numeric_limits<double>::infinity();
   // position t: head 0 keys of pair 1 | pair 2 -> out, lse
   // 0: {0} | {0} -> 0, log 2      2: {0,2} | {} -> 1, log 2     4: {4} | {0,4} -> 8/3, log 3
@@ -90,14 +98,7 @@ TEST_F(DilatedTest, MatchesTheLongNetDefinitionWrittenOutByHand) {
 // Pair 1 (w = 4, r = 2): t sees {s, s+2} of its half at t's parity; pair 2 (w = 8, r = 4): {t mod 4, t mod 4 + 4}.
 TEST_F(DilatedTest, EveryOffsetMatchesItsDefinitionWrittenOutByHand) {
   const int64_t T = 8;
-  auto q = torch::zeros({1, T, 2, 1}, torch::kDouble);
-  auto v = torch::arange(T, torch::kDouble).view({1, T, 1, 1}).expand({1, T, 2, 1}).contiguous();
-  attention::AttentionOptions o;
-  o.kind = "dilated";
-  o.dilated.segment_lengths = {4, 8};
-  o.dilated.dilation_rates = {2, 4};
-  o.dilated.dilate = attention::Dilate::kEveryOffset;
-  auto r = attention::make_kernel(o)->forward(q, q, v, /*causal=*/true);
+  auto r = uniform_attention_t8(attention::Dilate::kEveryOffset);
   // 0: {0} | {0} -> 0, log 2        1: {1} | {1} -> 1, log 2       2: {0,2} | {2} -> 4/3, log 3
   // 3: {1,3} | {3} -> 7/3, log 3    4: {4} | {0,4} -> 8/3, log 3   5: {5} | {1,5} -> 11/3, log 3
   // 6: {4,6} | {2,6} -> 18/4, log 4 7: {5,7} | {3,7} -> 22/4, log 4
