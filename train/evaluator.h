@@ -71,16 +71,17 @@ struct PasskeyCell {
   int64_t passed = 0, trials = 0;
   int64_t tokens_right = 0, answer_tokens = 0;  // the answer's tokens predicted right, of all trials
   int64_t first_right = 0;  // trials whose first answer token is right: the key found, whatever its copy
-  double accuracy() const { return trials > 0 ? static_cast<double>(passed) / static_cast<double>(trials) : 0.0; }
+  double accuracy() const { return share(passed, trials); }
   // The share of answer tokens right: progress that shows before whole keys pass.
-  double token_accuracy() const {
-    return answer_tokens > 0 ? static_cast<double>(tokens_right) / static_cast<double>(answer_tokens) : 0.0;
-  }
+  double token_accuracy() const { return share(tokens_right, answer_tokens); }
   // The share of trials whose first answer token is right. Predicting it needs the key sentence
   // found across the filler (reach); the tokens after it need the key copied in order, a local
   // skill: a model with the reach and a faulty copy has this near 1 and whole keys below it.
-  double first_token_accuracy() const {
-    return trials > 0 ? static_cast<double>(first_right) / static_cast<double>(trials) : 0.0;
+  double first_token_accuracy() const { return share(first_right, trials); }
+
+ private:
+  static double share(int64_t part, int64_t whole) {
+    return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : 0.0;
   }
 };
 std::vector<PasskeyCell> evaluate_passkey(model::LanguageModel& model, const data::PasskeyBuilder& builder,
