@@ -15,6 +15,7 @@
 #include "tools/cli.h"
 #include "tools/bench_util.h"
 #include "tools/commands.h"
+#include "train/config.h"
 #include "train/runtime.h"
 
 namespace longnet::tools {
@@ -27,17 +28,20 @@ struct BenchSetup {
   bool causal = true;
   double density = 0.1;
   int threads = 0;
+  std::vector<std::string> sets;  // --set attention.KEY=VALUE, over each kind's preset
 };
 
-// The kernel options benchmarked for `kind` at length T: the shared block sizes, and the kind's
-// own settings from its registry entry.
+// The kernel options benchmarked for `kind` at length T: the shared block sizes, the kind's own
+// settings from its registry entry, then --set's attention keys over them, checked as a
+// config's are (at data.seq_len T and model.n_heads --heads).
 attention::AttentionOptions bench_options(const std::string& kind, int64_t T, const BenchSetup& s) {
   attention::AttentionOptions o;
   o.kind = kind;
   o.block_size = s.block;
   o.key_block = s.key_block;
   const auto& entry = attention::kernel_entry(kind);
-  return entry.bench ? entry.bench(o, T, s.density, s.causal) : o;
+  if (entry.bench) o = entry.bench(o, T, s.density, s.causal);
+  return train::override_attention(o, s.sets, T, s.heads, "longnet bench attention (" + kind + " at T=" + std::to_string(T) + ", --heads " + std::to_string(s.heads) + ")");
 }
 
 // Runs in the child: one kernel at one length.
@@ -72,7 +76,7 @@ nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup&
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double pairs = static_cast<double>(s.batch * s.heads) * kernel->attended_pairs(T, s.causal);
-  nlohmann::json j = {{"kind", kind}, {"T", T}, {"heads", s.heads}, {"head_dim", s.head_dim}, {"batch", s.batch},
+  nlohmann::json j = {{"kind", kind}, {"sets", s.sets}, {"T", T}, {"heads", s.heads}, {"head_dim", s.head_dim}, {"batch", s.batch},
                       {"causal", s.causal}, {"fwd_ms", 1e3 * fwd}, {"fwd_bwd_ms", 1e3 * fwdbwd},
                       {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"attended_pairs", pairs},
                       {"gflops", 4.0 * s.head_dim * pairs / fwd / 1e9}, {"threads", threads}};
@@ -104,7 +108,8 @@ RSS and effective GFLOP/s (4 * head_dim flops per attended (query, key) pair, fo
 the machine's float32 GEMM GFLOP/s (2048^3) measured in the same run. Every measurement runs
 in a fresh process, so its peak RSS is its own. Each kind's settings are its registry entry's
 bench preset (dilated: segments 2048-16384 with rates 1-8; block_sparse: a local window sized
-for --density).)");
+for --density), with --set's attention keys over it, e.g. --kinds dilated --set
+attention.dilate=every_offset.)");
   auto& app = cmd.app();
   BenchSetup s;
   std::vector<std::string> kinds = {"dense", "dilated", "block_sparse"};
@@ -126,6 +131,9 @@ for --density).)");
   app.add_flag("--non-causal", non_causal, "attend in both directions (default causal)");
   app.add_option("--repeat", s.repeat, "timed rounds, the best kept")->check(kPositive)->capture_default_str();
   app.add_option("--threads", s.threads, "intra-op threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--set", s.sets, "an attention key over each kind's preset, as in a config (repeatable)")
+      ->type_name("attention.KEY=VALUE")
+      ->allow_extra_args(false);
   app.add_flag("--json", json, "one JSON object per line instead of the table");
   app.add_option("--one-kind", one_kind)->group("");  // a child's one measurement
   app.add_option("--one-length", one_length)->group("");
@@ -138,11 +146,19 @@ for --density).)");
   }
   for (const auto& k : kinds)
     if (!attention::has_kernel(k)) throw ConfigError("longnet bench attention: --kinds: unknown kernel '" + k + "'");
+  for (const auto& set : s.sets)
+    if (set.rfind("attention.kind=", 0) == 0)
+      throw ConfigError("longnet bench attention: --set '" + set + "': choose the kinds with --kinds");
+  for (const auto& kind : kinds)  // every measurement's options checked before the first runs
+    for (int64_t T : lengths)
+      if (kind != "dense" || T <= dense_max) bench_options(kind, T, s);
   const double gemm = gemm_gflops(s.threads);
   if (json) {
     std::printf("%s\n", nlohmann::json({{"gemm_gflops", gemm}}).dump().c_str());
   } else {
-    std::printf("float32 GEMM 2048^3: %.1f GFLOP/s\n\n", gemm);
+    std::printf("float32 GEMM 2048^3: %.1f GFLOP/s\n", gemm);
+    for (const auto& set : s.sets) std::printf("--set %s\n", set.c_str());
+    std::printf("\n");
     std::printf("%-13s %7s %3s %4s %6s %10s %12s %10s %8s %7s %8s\n", "kind", "T", "H", "D", "causal", "fwd ms",
                 "fwd+bwd ms", "peak RSS", "GFLOP/s", "% GEMM", "density");
   }
@@ -155,6 +171,7 @@ for --density).)");
       cmd << "'" << exe << "' bench attention --one-kind " << kind << " --one-length " << T << " --heads " << s.heads
           << " --head-dim " << s.head_dim << " --batch " << s.batch << " --block " << s.block << " --key-block " << s.key_block << " --repeat "
           << s.repeat << " --threads " << s.threads << " --density " << s.density << (s.causal ? "" : " --non-causal");
+      for (const auto& set : s.sets) cmd << " --set '" << set << "'";
       int rc = 0;
       const auto j = run_child(cmd.str(), rc);
       if (rc != 0 || !j.is_object()) {

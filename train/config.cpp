@@ -366,6 +366,21 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
   return parse_config(data::read_file(path), path, overrides);
 }
 
+attention::AttentionOptions override_attention(attention::AttentionOptions options,
+                                               const std::vector<std::string>& overrides, int64_t seq_len,
+                                               int64_t n_heads, const std::string& source) {
+  YAML::Node root(YAML::NodeType::Map);
+  for (const auto& o : overrides) {
+    if (o.rfind("attention.", 0) != 0) throw ConfigError(source + ": --set '" + o + "': expected an attention.* key");
+    apply_override(root, o);
+  }
+  read_section(root, "attention", source, options, [](auto& o, auto&& f) { attention::attention_fields(o, f); });
+  attention::register_builtin_kernels();
+  const Validator v(source);
+  for (const auto& p : attention::check_options(options, {seq_len, n_heads})) v.require(false, p.key, p.value, p.expected);
+  return options;
+}
+
 std::string to_yaml(const RunConfig& c) {
   YAML::Emitter out;
   out << YAML::BeginMap;

@@ -56,6 +56,22 @@ done
 expect_ok help "Subcommands:" -- "$longnet" --help
 expect_ok help-bench-lists-ring "ring +attention across P local ranks" -- "$longnet" bench --help
 expect_fail bench-density "longnet bench attention: --density: expected a number in \\(0, 1\\], got 'x'" -- "$longnet" bench attention --density x
+# bench attention --set: attention keys over a kind's preset, checked as a config's are.
+expect_fail bench-set-value "longnet bench attention \\(dilated at T=2048, --heads 8\\): attention.dilate: expected one of queries_and_keys, keys, every_offset, got 'sideways'" -- "$longnet" bench attention --kinds dilated --lengths 2048 --set attention.dilate=sideways
+expect_fail bench-set-rule "attention.dilation_rates.*expected" -- "$longnet" bench attention --kinds dilated --lengths 2048 --set 'attention.dilation_rates=[1]'
+expect_fail bench-set-section "--set 'model.n_layers=2': expected an attention.\\* key" -- "$longnet" bench attention --set model.n_layers=2
+expect_fail bench-set-kind "--set 'attention.kind=dense': choose the kinds with --kinds" -- "$longnet" bench attention --set attention.kind=dense
+# every_offset attends r times LongNet's rows in each (w, r) pair: more pairs than the preset's.
+bench_pairs() {
+  "$longnet" bench attention --kinds dilated --lengths 4096 --heads 2 --head-dim 8 --repeat 1 --threads 1 --json "$@" |
+    grep -o '"attended_pairs":[0-9.e+]*' | cut -d: -f2
+}
+rows_pairs=$(bench_pairs) every_pairs=$(bench_pairs --set attention.dilate=every_offset)
+if awk -v a="$rows_pairs" -v b="$every_pairs" 'BEGIN { exit !(a > 0 && b > a) }'; then
+  passed=$((passed + 1))
+else
+  echo "FAIL bench-set-applied: attended pairs $rows_pairs (rows), $every_pairs (every_offset)"; failures=$((failures + 1))
+fi
 expect_fail bench-bucket-alone "longnet eval: --bucket requires --by-position" -- "$longnet" eval "$work/ok.yaml" --bucket 4
 expect_ok version "LibTorch 2\.[0-9]+\.[0-9]+ \(built against\)" -- "$longnet" --version
 expect_ok version-cpu "CUDA: not compiled in \(CPU build\)" -- "$longnet" --version
