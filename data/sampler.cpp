@@ -75,7 +75,11 @@ std::pair<torch::Tensor, torch::Tensor> WindowSampler::passkey_window(uint64_t k
     if (remaining - length < shortest + 1) length = remaining;
     const uint64_t depth_key = mix64(key ^ 0x64657074ULL), pass_key = mix64(depth_key);
     if (lead) tokens.push_back(separator);
-    const auto doc = passkeys_->build(length - lead, unit(depth_key), passkey_of_hash(pass_key));
+    // The first document's depth is u^2: its key in the first quarter of the filler half the
+    // time, so that keys far from their question, which only this document can hold, are
+    // drawn more often than a uniform depth draws them.
+    const double depth = lead ? unit(depth_key) : unit(depth_key) * unit(depth_key);
+    const auto doc = passkeys_->build(length - lead, depth, passkey_of_hash(pass_key));
     const int64_t key_size = length - lead - doc.answer_begin;  // the key's tokens are the answer's
     random.narrow(0, static_cast<int64_t>(tokens.size()) + doc.key_at, key_size).fill_(true);
     tokens.insert(tokens.end(), doc.tokens.begin(), doc.tokens.end());

@@ -29,7 +29,9 @@ class WindowSampler {
   // documents of log-uniform lengths from the shortest to `short_length` until the window is
   // full (many retrievals per window, from which a small model learns to copy), each of these
   // begun by the end-of-document token that separates the corpus's documents; each with a
-  // depth uniform in [0, 1] and a key uniform in [10000, 99999]. The targets of each key's
+  // key uniform in [10000, 99999] and a depth uniform in [0, 1], but for the first document's
+  // depth, u^2 (u uniform): the first document holds the only keys far from their question,
+  // and a key near its start is its farthest. The targets of each key's
   // first appearance are kNoTarget: a random key cannot be predicted, and its loss would be
   // gradient noise as large as the answers' signal. `builder` outlives the
   // sampler. Throws ConfigError when seq_len cannot hold a document.

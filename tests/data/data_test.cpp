@@ -520,6 +520,53 @@ TEST_F(PasskeyTest, TheReachLengthIsTheFirstDocumentsShortest) {
   EXPECT_GE(most_documents, 4) << "short documents fill the rest";
 }
 
+// The first document's key is drawn nearer its start than the short documents' keys: its depth
+// is u^2 (half of its keys in the first quarter of its filler; a uniform depth puts a quarter
+// there), the short documents' uniform.
+TEST_F(PasskeyTest, TheFirstDocumentsKeyLeansToItsStart) {
+  data::TokenShard shard = counting_shard();
+  data::PasskeyBuilder builder(*tok);
+  const int64_t T = 3000, reach = 1500;
+  data::WindowSampler sampler(shard, T, 4, 5);
+  sampler.mix_passkeys(&builder, 1.0, builder.min_length() + 60, reach);
+  const auto task = tok->encode(
+      "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you "
+      "about the important information there.\n");
+  const auto lead = tok->encode("The pass key is");
+  const auto question = tok->encode("What is the pass key? The pass key is");
+  const int64_t sentence = static_cast<int64_t>(lead.size() + tok->encode(". Remember it.").size() +
+                                                tok->encode(" is the pass key. ").size());
+  int64_t windows = 0, near_start = 0, short_documents = 0, short_near_start = 0;
+  for (int64_t step = 0; step < 100; ++step) {
+    const auto b = sampler.batch(step);
+    for (int64_t r = 0; r < 4; ++r, ++windows) {
+      const auto row = torch::cat({b.tokens[r], b.targets[r].narrow(0, T - 1, 1)});
+      const auto* x = row.data_ptr<int64_t>();
+      for (int64_t start = 0; start < T + 1;) {
+        const int64_t end = std::find(x + start + 1, x + T + 1, static_cast<int64_t>(tok->eos_id())) - x;
+        const int64_t key_begin = std::search(x + start, x + end, lead.begin(), lead.end()) - x;
+        const int64_t question_at = std::search(x + key_begin, x + end, question.begin(), question.end()) - x;
+        ASSERT_LT(question_at, end);
+        // The filler before the key sentence, against all the filler.
+        const int64_t body = (start ? start + 1 : start) + static_cast<int64_t>(task.size());
+        const int64_t key_size = end - question_at - static_cast<int64_t>(question.size());
+        const int64_t filler = question_at - body - sentence - 2 * key_size;
+        ASSERT_GE(filler, 1);
+        const double depth = static_cast<double>(key_begin - body) / static_cast<double>(filler);
+        if (start == 0) {
+          near_start += depth < 0.25;
+        } else {
+          ++short_documents;
+          short_near_start += depth < 0.25;
+        }
+        start = end;
+      }
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(near_start) / static_cast<double>(windows), 0.5, 0.08);
+  EXPECT_LT(static_cast<double>(short_near_start) / static_cast<double>(short_documents), 0.38);
+}
+
 // The targets of each key's first appearance in a passkey window are kNoTarget, and only those:
 // the key is random, while its second appearance and the answer are copies, and scored.
 TEST_F(PasskeyTest, AKeysFirstAppearanceIsNotATarget) {
