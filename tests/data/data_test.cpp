@@ -529,9 +529,7 @@ TEST_F(PasskeyTest, TheFirstDocumentsKeyLeansToItsStart) {
   const int64_t T = 3000, reach = 1500;
   data::WindowSampler sampler(shard, T, 4, 5);
   sampler.mix_passkeys(&builder, 1.0, builder.min_length() + 60, reach);
-  const auto task = tok->encode(
-      "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you "
-      "about the important information there.\n");
+  const int64_t task = builder.build(builder.min_length(), 0.0, 12345).key_begin;  // what precedes a key at depth 0
   const auto lead = tok->encode("The pass key is");
   const auto question = tok->encode("What is the pass key? The pass key is");
   const int64_t sentence = static_cast<int64_t>(lead.size() + tok->encode(". Remember it.").size() +
@@ -548,7 +546,7 @@ TEST_F(PasskeyTest, TheFirstDocumentsKeyLeansToItsStart) {
         const int64_t question_at = std::search(x + key_begin, x + end, question.begin(), question.end()) - x;
         ASSERT_LT(question_at, end);
         // The filler before the key sentence, against all the filler.
-        const int64_t body = (start ? start + 1 : start) + static_cast<int64_t>(task.size());
+        const int64_t body = (start ? start + 1 : start) + task;
         const int64_t key_size = end - question_at - static_cast<int64_t>(question.size());
         const int64_t filler = question_at - body - sentence - 2 * key_size;
         ASSERT_GE(filler, 1);
