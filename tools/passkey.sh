@@ -5,7 +5,7 @@
 # RSS. The runs go one after another, each alone on the machine with the config's threads, so
 # that their times per step are comparable.
 # Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys dilated_every_offset
-#   dilated_2048_every_offset local local_global] [-- --set KEY=VALUE ...]
+#   dilated_2048_every_offset dilated_2048_keys local local_global] [-- --set KEY=VALUE ...]
 # (default: dense dilated local local_global); what follows `--` goes to every train and eval
 # call, e.g. `-- --set train.precision=float32` on a CPU without native bfloat16. Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
@@ -28,6 +28,10 @@ declare -A pattern=(
   # own offset in all 4 heads, not in the one head of that offset; r times the rows per pair.
   [dilated_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=every_offset"
   [dilated_2048_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=every_offset"
+  # The 2,048-token segment with only the keys thinned: every query reads, in the rate-2 pair,
+  # the even keys in heads 0 and 2 and the odd ones in heads 1 and 3, so that a far key is met
+  # at both distances' parities (under every_offset only at the query's own).
+  [dilated_2048_keys]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=keys"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.
