@@ -29,8 +29,8 @@ declare -A pattern=(
   [dilated_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[1024,2048,4096] --set attention.dilation_rates=[1,2,4] --set attention.dilate=every_offset"
   [dilated_2048_every_offset]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=every_offset"
   # The 2,048-token segment with only the keys thinned: every query reads, in the rate-2 pair,
-  # the even keys in heads 0 and 2 and the odd ones in heads 1 and 3, so that a far key is met
-  # at both distances' parities (under every_offset only at the query's own).
+  # the even keys in heads 0 and 2 and the odd ones in heads 1 and 3: every far key in two of
+  # the four heads (under every_offset only the keys at the query's own parity, in all four).
   [dilated_2048_keys]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=keys"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
