@@ -529,11 +529,16 @@ TEST_F(PasskeyTest, TheFirstDocumentsKeyLeansToItsStart) {
   const int64_t T = 3000, reach = 1500;
   data::WindowSampler sampler(shard, T, 4, 5);
   sampler.mix_passkeys(&builder, 1.0, builder.min_length() + 60, reach);
-  const int64_t task = builder.build(builder.min_length(), 0.0, 12345).key_begin;  // what precedes a key at depth 0
-  const auto lead = tok->encode("The pass key is");
+  // The builder's own parts, read from one document with its key at depth 0: the task line
+  // before the key sentence, the sentence's words up to the key, and the sentence without its
+  // two keys.
+  const auto ref = builder.build(builder.min_length(), 0.0, 12345);
+  const int64_t task = ref.key_begin;
+  const std::vector<int> lead(ref.tokens.begin() + ref.key_begin, ref.tokens.begin() + ref.key_at);
   const auto question = tok->encode("What is the pass key? The pass key is");
-  const int64_t sentence = static_cast<int64_t>(lead.size() + tok->encode(". Remember it.").size() +
-                                                tok->encode(" is the pass key. ").size());
+  const int64_t ref_key = builder.min_length() - ref.answer_begin;
+  const int64_t sentence = ref.answer_begin - static_cast<int64_t>(question.size()) - ref.key_begin -
+                           (ref.filler - ref.filler_before) - 2 * ref_key;
   int64_t windows = 0, near_start = 0, short_documents = 0, short_near_start = 0;
   for (int64_t step = 0; step < 100; ++step) {
     const auto b = sampler.batch(step);
