@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -262,7 +263,8 @@ int64_t& dilated_batch_limit() {
 
 // lse mix: pair i is applied to every head, head h at offset h mod r_i; heads sharing an offset
 // are one strided slice. head_groups: pair g is applied to its group of heads at offset g mod r_g.
-// every_offset: each offset of each pair is one unit over all the pair's heads.
+// every_offset: each offset of each pair is one unit over all the pair's heads. distance: the
+// heads at offset s are r units, the queries at o against the keys at (o - s) mod r.
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   std::vector<DilatedUnit> units;
   const int64_t n = static_cast<int64_t>(o.dilated.segment_lengths.size());
@@ -270,20 +272,27 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = o.dilated.segment_lengths[i], r = o.dilated.dilation_rates[i];
     const auto [first, count] = o.dilated.mix == Mix::kHeadGroups ? head_group(H, n, i) : std::make_pair(int64_t{0}, H);
+    if (count == 0) continue;
+    // The (offset, first head, head step) slices of the pair's heads that share an offset.
+    std::vector<std::array<int64_t, 3>> slices;
+    if (o.dilated.mix == Mix::kHeadGroups)
+      slices.push_back({i % r, first, 1});
+    else
+      for (int64_t off = 0; off < std::min(r, H); ++off) slices.push_back({off, off, r});
     if (o.dilated.dilate == Dilate::kEveryOffset) {
-      if (count > 0)
-        for (int64_t off = 0; off < r; ++off) units.push_back({i, w, r, off, first, first + count, 1, false});
-    } else if (o.dilated.mix == Mix::kHeadGroups) {
-      if (count > 0) units.push_back({i, w, r, i % r, first, first + count, 1, all_queries});
+      for (int64_t off = 0; off < r; ++off) units.push_back({i, w, r, off, off, first, first + count, 1, false});
+    } else if (o.dilated.dilate == Dilate::kDistance) {
+      for (const auto& [s, h0, step] : slices)
+        for (int64_t qo = 0; qo < r; ++qo) units.push_back({i, w, r, (qo - s + r) % r, qo, h0, first + count, step, false});
     } else {
-      for (int64_t off = 0; off < std::min(r, H); ++off) units.push_back({i, w, r, off, off, H, r, all_queries});
+      for (const auto& [s, h0, step] : slices) units.push_back({i, w, r, s, s, h0, first + count, step, all_queries});
     }
   }
   return units;
 }
 
 std::vector<int64_t> query_offsets(const DilatedUnit& u) {
-  if (!u.all_queries) return {u.offset};
+  if (!u.all_queries) return {u.q_offset};
   std::vector<int64_t> offsets(static_cast<size_t>(u.r));
   for (int64_t o = 0; o < u.r; ++o) offsets[static_cast<size_t>(o)] = o;
   return offsets;
@@ -315,8 +324,8 @@ double DilatedAttention::attended_pairs(int64_t T, bool causal) const {
   for (size_t i = 0; i < options_.dilated.segment_lengths.size(); ++i) {
     const double w = static_cast<double>(std::min(options_.dilated.segment_lengths[i], T));
     const double r = static_cast<double>(options_.dilated.dilation_rates[i]), m = std::ceil(w / r);
-    // Under dilate: keys each of the segment's w queries (r per kept key) attends; under
-    // every_offset each of the r offsets is a sparse segment of its own.
+    // Under dilate: keys and distance each of the segment's w queries (r per kept key)
+    // attends; under every_offset each of the r offsets is a sparse segment of its own.
     const double rows = options_.dilated.dilate == Dilate::kQueriesAndKeys ? 1.0 : r;
     const double per_segment = rows * (causal ? m * (m + 1) / 2 : m * m);
     pairs += (static_cast<double>(T) / w) * per_segment / (options_.dilated.mix == Mix::kHeadGroups ? n_pairs : 1.0);
@@ -359,15 +368,15 @@ DilatedCache& dilated_cache(DecodeCache& cache) {
 }
 
 // Drops the rows no position from `next` on reads: those of a segment whose last query
-// position (below max_len) lies before `next`: the last at the unit's offset, or under
+// position (below max_len) lies before `next`: the last at the unit's query offset, or under
 // all_queries the segment's last.
 void retire(DilatedCache& c, int64_t next) {
   for (auto& u : c.units) {
     if (u.rows.k.size() == 0) continue;
-    const int64_t s = u.segment, end = std::min(s + u.unit.w, c.shape.max_len);
-    const int64_t last = u.unit.all_queries ? end - 1
-                                            : s + u.unit.offset + u.unit.r * ((end - 1 - s - u.unit.offset) / u.unit.r);
-    if (end - 1 - s < u.unit.offset || last < next) u.rows.clear();
+    const int64_t s = u.segment, end = std::min(s + u.unit.w, c.shape.max_len), qo = u.unit.q_offset;
+    const bool none = !u.unit.all_queries && end - 1 - s < qo;  // no query of the unit in the segment
+    const int64_t last = u.unit.all_queries ? end - 1 : s + qo + u.unit.r * ((end - 1 - s - qo) / u.unit.r);
+    if (none || last < next) u.rows.clear();
   }
 }
 
@@ -411,10 +420,11 @@ AttentionOutput DilatedAttention::decode_step(DecodeCache& cache, const torch::T
       u.rows.clear();
       u.segment = s;
     }
-    const bool key_at_p = (p - s) % u.unit.r == u.unit.offset;
-    if (!key_at_p && !u.unit.all_queries) continue;  // the query and key at p are not in this unit
-    if (key_at_p) u.rows.append(k.index_select(1, u.kv_heads).unsqueeze(2), v.index_select(1, u.kv_heads).unsqueeze(2));
-    if (u.rows.rows_held() == 0) continue;  // all_queries: no key of the segment yet
+    const int64_t at = (p - s) % u.unit.r;
+    if (at == u.unit.offset)
+      u.rows.append(k.index_select(1, u.kv_heads).unsqueeze(2), v.index_select(1, u.kv_heads).unsqueeze(2));
+    if (!u.unit.all_queries && at != u.unit.q_offset) continue;  // the query at p is not in this unit
+    if (u.rows.rows_held() == 0) continue;  // no key of the segment yet at the unit's offset
     auto keys = u.rows.k.view(), values = u.rows.v.view();
     if (u.expand.defined()) {
       keys = keys.index_select(1, u.expand);

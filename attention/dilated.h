@@ -9,6 +9,9 @@
 // see every key of the segment.
 // With dilate: every_offset every head keeps every offset: a query attends, in all heads, to
 // the segment's keys at its own offset (one unit per offset over all heads).
+// With dilate: distance head h keeps, for every query of a segment, the keys at a distance
+// from it of h mod r, mod r: the query rows at offset o read the keys at offset (o - h) mod r
+// (one unit per query offset over the heads of that distance).
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <vector>
@@ -35,7 +38,9 @@ class DilatedAttention : public AttentionKernel {
 
   // Decoding keeps, per unit (pair and offset, below), the rows of the pair's current segment
   // at the unit's offset, for the key/value heads its query heads read: a row leaves when its
-  // segment can have no later query at that offset. A row two pairs both read is held by each.
+  // segment can have no later query of the unit. A row two pairs both read is held by each,
+  // and under dilate: distance a row that two classes of heads read (grouped key/value heads
+  // serving query heads of both) by each class.
   std::unique_ptr<DecodeCache> start_decoding(const DecodeShape& shape) const override;
 
  protected:
@@ -47,18 +52,18 @@ class DilatedAttention : public AttentionKernel {
   AttentionOptions options_;
 };
 
-// One batched piece of the work: pair (w, r) on a strided slice of heads, all at one offset:
-// the keys at that offset of each segment, and the queries at the same offset (LongNet) or,
-// with all_queries (dilate: keys), every query of the segment.
+// One batched piece of the work: pair (w, r) on a strided slice of heads: the keys at `offset`
+// of each segment, and the queries at q_offset (LongNet and every_offset: the same offset;
+// distance: another) or, with all_queries (dilate: keys), every query of the segment.
 struct DilatedUnit {
-  int64_t pair, w, r, offset;
+  int64_t pair, w, r, offset, q_offset;
   int64_t h_first, h_end, h_step;  // heads h_first, h_first + h_step, ... < h_end
   bool all_queries = false;
 };
 std::vector<DilatedUnit> dilated_units(const AttentionOptions& options, int64_t H);
 
 // The offsets of a unit's query rows, each attended as one strided slice of the segment:
-// {offset}, or every offset 0 .. r - 1 under all_queries.
+// {q_offset}, or every offset 0 .. r - 1 under all_queries.
 std::vector<int64_t> query_offsets(const DilatedUnit& u);
 
 // Where, in a causal tile of a unit's kept rows, the keys start against the queries at

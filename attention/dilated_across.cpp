@@ -126,8 +126,10 @@ Plan make_plan(const DilatedAcrossState& s, const torch::Tensor& q) {
           plan.from_numel[x] += per_row * g.kept[x].count;
         }
       }
-      // Keys of mine imply queries of mine (the unit's offset is one of its query offsets).
-      if (mine) plan.segments.push_back(std::move(g));
+      // Kept when I have queries here or keys a peer reads (under dilate: distance a unit's
+      // keys and queries are at different offsets, so my rows can hold the one and not the
+      // other); a segment without queries of mine has no key ranks and is not attended.
+      if (mine || g.kept[me].count > 0) plan.segments.push_back(std::move(g));
     }
   }
   return plan;

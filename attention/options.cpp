@@ -25,7 +25,7 @@ bool parse(const std::string& name, Mix& out) { return parse_name(mix_names(), n
 const std::string& name_of(Mix v) { return mix_names().at(static_cast<size_t>(v)); }
 
 const std::vector<std::string>& dilate_names() {
-  static const std::vector<std::string> names = {"queries_and_keys", "keys", "every_offset"};
+  static const std::vector<std::string> names = {"queries_and_keys", "keys", "every_offset", "distance"};
   return names;
 }
 

@@ -29,7 +29,13 @@ inline const std::vector<std::string>& choices(Mix) { return mix_names(); }
 //                     Transformer's strided pattern inside each segment), so a far key is met in
 //                     all heads rather than in the one whose offset it shares; r times the
 //                     query rows of queries_and_keys per pair, still w / r keys per query
-enum class Dilate { kQueriesAndKeys, kKeys, kEveryOffset };
+//   distance          a head keeps, for every query of the segment, the keys at a distance
+//                     from it equal to the head's offset mod r (position i sees j iff
+//                     i - j = offset mod r): a far key is met by one class of heads for every
+//                     query, and the tokens of a run of keys by the same class for the queries
+//                     that read them in order (under keys, consecutive keys alternate between
+//                     classes); every_offset's cost
+enum class Dilate { kQueriesAndKeys, kKeys, kEveryOffset, kDistance };
 const std::vector<std::string>& dilate_names();
 bool parse(const std::string& name, Dilate& out);
 const std::string& name_of(Dilate v);

@@ -5,7 +5,7 @@
 # RSS. The runs go one after another, each alone on the machine with the config's threads, so
 # that their times per step are comparable.
 # Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys dilated_every_offset
-#   dilated_2048_every_offset dilated_2048_keys local local_global] [-- --set KEY=VALUE ...]
+#   dilated_2048_every_offset dilated_2048_keys dilated_2048_distance local local_global] [-- --set KEY=VALUE ...]
 # (default: dense dilated local local_global); what follows `--` goes to every train and eval
 # call, e.g. `-- --set train.precision=float32` on a CPU without native bfloat16. Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
@@ -32,6 +32,10 @@ declare -A pattern=(
   # the even keys in heads 0 and 2 and the odd ones in heads 1 and 3: every far key in two of
   # the four heads (under every_offset only the keys at the query's own parity, in all four).
   [dilated_2048_keys]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=keys"
+  # The 2,048-token segment with the keys thinned by distance (attention.dilate: distance): in the
+  # rate-2 pair heads 0 and 2 read the keys at an even distance behind every query, heads 1 and 3
+  # those at an odd one, so all the tokens of a far key a question copies lie in one class.
+  [dilated_2048_distance]="--set attention.kind=dilated --set attention.segment_lengths=[2048,4096] --set attention.dilation_rates=[1,2] --set attention.dilate=distance"
   # A local window: each 256-token block sees itself and the block before (256 to 511 keys back).
   [local]="--set attention.kind=block_sparse --set attention.local_blocks=1"
   # The window plus the first block seen by all and every 4th block behind.

@@ -19,8 +19,8 @@ class DilatedTest : public SeededTest {};
 // and head counts on top.
 TEST_F(DilatedTest, MatchesOracleOnRandomConfigurations) {
   const attention::Dilate dilates[] = {attention::Dilate::kQueriesAndKeys, attention::Dilate::kKeys,
-                                       attention::Dilate::kEveryOffset};
-  for (int trial = 0; trial < 9; ++trial) {
+                                       attention::Dilate::kEveryOffset, attention::Dilate::kDistance};
+  for (int trial = 0; trial < 12; ++trial) {
     KernelCase c{{}, 1 + torch::randint(2, {1}).item<int64_t>(), 5 + torch::randint(60, {1}).item<int64_t>(),
                  1 + torch::randint(6, {1}).item<int64_t>(), 4, trial % 2 == 0};
     auto& o = c.options;
@@ -110,6 +110,31 @@ TEST_F(DilatedTest, EveryOffsetMatchesItsDefinitionWrittenOutByHand) {
       EXPECT_NEAR(r.out[0][t][h][0].item<double>(), out[t], 1e-12) << "head " << h << ", t=" << t;
       EXPECT_NEAR(r.lse[0][t][h].item<double>(), lse[t], 1e-12) << "head " << h << ", t=" << t;
     }
+}
+
+// dilate: distance on the same pairs, T = 8: head 0 sees, in each pair, the keys of its segment
+// at a distance = 0 mod r (every_offset's rows, above), head 1 those at a distance = 1 mod r:
+// the keys one position further back, none where the segment starts at the query.
+// Head 1: pair 1 (w = 4, r = 2): t sees t - 1, t - 3 in its half; pair 2 (w = 8, r = 4): t - 1, t - 5.
+TEST_F(DilatedTest, DistanceMatchesItsDefinitionWrittenOutByHand) {
+  const int64_t T = 8;
+  auto r = uniform_attention_t8(attention::Dilate::kDistance);
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const double out0[T] = {0, 1, 4.0 / 3, 7.0 / 3, 8.0 / 3, 11.0 / 3, 4.5, 5.5};
+  const double lse0[T] = {std::log(2), std::log(2), std::log(3), std::log(3),
+                          std::log(3), std::log(3), std::log(4), std::log(4)};
+  // 0: {} | {} -> 0, -inf           1: {0} | {0} -> 0, log 2       2: {1} | {1} -> 1, log 2
+  // 3: {0,2} | {2} -> 4/3, log 3    4: {} | {3} -> 3, log 1        5: {4} | {0,4} -> 8/3, log 3
+  // 6: {5} | {1,5} -> 11/3, log 3   7: {4,6} | {2,6} -> 18/4, log 4
+  const double out1[T] = {0, 0, 1, 4.0 / 3, 3, 8.0 / 3, 11.0 / 3, 4.5};
+  const double lse1[T] = {ninf, std::log(2), std::log(2), std::log(3), 0, std::log(3), std::log(3), std::log(4)};
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_NEAR(r.out[0][t][0][0].item<double>(), out0[t], 1e-12) << "head 0, t=" << t;
+    EXPECT_NEAR(r.lse[0][t][0].item<double>(), lse0[t], 1e-12) << "head 0, t=" << t;
+    EXPECT_NEAR(r.out[0][t][1][0].item<double>(), out1[t], 1e-12) << "head 1, t=" << t;
+    const double l1 = r.lse[0][t][1].item<double>();
+    if (std::isinf(lse1[t])) EXPECT_TRUE(std::isinf(l1) && l1 < 0) << t; else EXPECT_NEAR(l1, lse1[t], 1e-12) << t;
+  }
 }
 
 TEST_F(DilatedTest, HeadGroupsSplitTheRemainderToTheFirstGroups) {

@@ -107,7 +107,8 @@ attention::AttentionOutput dense_oracle(const Qkv& x, const attention::Attention
 // [H, T, T]: pair (w, r) with head h at offset offset(h): same segment (of min(w, T), cut from
 // position 0), the key's position kept (position in segment = offset mod r), the query's too
 // unless dilate: keys, and the past if causal. Under dilate: every_offset, in every head, the
-// query's and the key's positions in the segment equal mod r.
+// query's and the key's positions in the segment equal mod r; under dilate: distance, the
+// query's position minus the key's equal to offset(h) mod r.
 torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool causal,
                               const std::function<int64_t(int64_t)>& offset, attention::Dilate dilate) {
   w = std::min(w, T);
@@ -119,7 +120,9 @@ torch::Tensor dilated_allowed(int64_t T, int64_t H, int64_t w, int64_t r, bool c
     auto sel = residue == offset(h);
     auto rows = dilate == attention::Dilate::kKeys ? torch::ones_like(sel) : sel;
     auto kept = dilate == attention::Dilate::kEveryOffset ? residue.unsqueeze(1) == residue.unsqueeze(0)
-                                                          : rows.unsqueeze(1) & sel.unsqueeze(0);
+                : dilate == attention::Dilate::kDistance
+                    ? torch::remainder(inseg.unsqueeze(1) - inseg.unsqueeze(0), r) == offset(h)
+                    : rows.unsqueeze(1) & sel.unsqueeze(0);
     auto a = kept & (seg.unsqueeze(1) == seg.unsqueeze(0));
     if (causal) a = a & causal_allowed(T);
     heads.push_back(a);
@@ -185,6 +188,14 @@ std::vector<torch::Tensor> dilated_reads(const attention::AttentionOptions& o, i
       auto part = torch::zeros({H, T, T}, torch::kBool);
       if (count > 0) part.narrow(0, first, count).copy_(dilated_allowed(T, count, w, r, true, [&](int64_t) { return i % r; }, dilate));
       parts.push_back(part);
+    } else if (dilate == attention::Dilate::kDistance) {
+      // The heads of one distance class hold their keys apart from the other classes'.
+      auto all = dilated_allowed(T, H, w, r, true, [&](int64_t h) { return h % r; }, dilate);
+      for (int64_t c = 0; c < std::min(r, H); ++c) {
+        auto part = torch::zeros({H, T, T}, torch::kBool);
+        for (int64_t h = c; h < H; h += r) part[h].copy_(all[h]);
+        parts.push_back(part);
+      }
     } else {
       parts.push_back(dilated_allowed(T, H, w, r, true, [&](int64_t h) { return h % r; }, dilate));
     }
@@ -257,7 +268,12 @@ std::vector<KernelCase> dilated_cases() {
                          Shape{2, 37, 3, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true, 16, Dilate::kEveryOffset},
                          Shape{1, 50, 2, 4, {12, 64}, {2, 3}, Mix::kLse, false, 16, Dilate::kEveryOffset},
                          Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true, 16, Dilate::kEveryOffset},
-                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kEveryOffset}}) {
+                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kEveryOffset},
+                         // dilate: distance, rates above the head count (distances no head has)
+                         Shape{2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true, 16, Dilate::kDistance},
+                         Shape{1, 50, 2, 4, {12, 64}, {2, 3}, Mix::kLse, false, 16, Dilate::kDistance},
+                         Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true, 16, Dilate::kDistance},
+                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kDistance}}) {
     auto c = with("dilated", s.B, s.T, s.H, s.D, s.causal, s.block);
     c.options.dilated.segment_lengths = s.w;
     c.options.dilated.dilation_rates = s.r;

@@ -72,8 +72,9 @@ struct KernelTableEntry {
       oracle;
   std::vector<KernelCase> cases;
   // The (query, key) pairs the causal pattern reads at length T with H heads, one [H, T, T]
-  // mask per part whose keys the kind's decode cache holds apart (dilated: one per pair; the
-  // others: one): what a cache may keep is what later queries read in each part.
+  // mask per part whose keys the kind's decode cache holds apart (dilated: one per pair, and
+  // under dilate: distance one per pair and class of heads; the others: one): what a cache may
+  // keep is what later queries read in each part.
   std::function<std::vector<torch::Tensor>(const attention::AttentionOptions&, int64_t T, int64_t H)> reads;
 };
 const std::vector<KernelTableEntry>& kernel_table();

@@ -80,6 +80,10 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   // dilate: every_offset: every head at every offset, one unit per offset over all heads.
   attention::AttentionOptions dilated_every = dilated;
   dilated_every.dilated.dilate = attention::Dilate::kEveryOffset;
+  // dilate: distance: a unit's queries and keys at different offsets, some ranks holding the
+  // keys of a segment and none of its unit's queries.
+  attention::AttentionOptions dilated_distance = dilated;
+  dilated_distance.dilated.dilate = attention::Dilate::kDistance;
   attention::DropoutKey key;
   key.rate = dropout;
   key.seed = 5;
@@ -89,10 +93,14 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
   for (auto dtype : dtypes) {
     const double tol = dtype == torch::kDouble ? kFloat64Tol : 1e-5;
     for (const auto& c : cases) {
-      for (const std::string kind : {"ring", "block_sparse", "dilated", "dilated_keys", "dilated_every_offset"}) {
+      for (const std::string kind :
+           {"ring", "block_sparse", "dilated", "dilated_keys", "dilated_every_offset", "dilated_distance"}) {
         const bool is_dilated = kind.rfind("dilated", 0) == 0;
         if (is_dilated && c.zigzag) continue;  // LongNet's algorithm splits contiguously
-        const auto& dilated_options = kind == "dilated" ? dilated : kind == "dilated_keys" ? dilated_keys : dilated_every;
+        const auto& dilated_options = kind == "dilated"               ? dilated
+                                      : kind == "dilated_keys"         ? dilated_keys
+                                      : kind == "dilated_every_offset" ? dilated_every
+                                                                       : dilated_distance;
         torch::manual_seed(42);
         auto opts = torch::TensorOptions().dtype(dtype);
         const auto x = random_qkv(c.B, c.T, c.H, c.D, dtype);
@@ -139,13 +147,17 @@ void expect_rows_match_single_process(const std::vector<Case>& cases, const std:
 // The kernels across ranks against their single-process kernels over the whole sequence:
 // ring vs dense, block_sparse vs BlockSparseAttention (blocks of 8 cut by packets of 5 rows and
 // by the ranks' pieces), dilated vs DilatedAttention (segments that span ranks and some that do
-// not; LongNet's rows, dilate: keys and dilate: every_offset).
+// not; LongNet's rows, dilate: keys, every_offset and distance).
 TEST(RingWorker, DISABLED_MatchesSingleProcessRows) {
   expect_rows_match_single_process({{2, 64, 3, 8, true, true},
                                     {2, 64, 3, 8, false, false},
                                     {1, 37, 2, 4, true, true},  // 37: uneven chunks
                                     {1, 45, 2, 8, true, false},
-                                    {2, 50, 3, 4, false, true}},
+                                    {2, 50, 3, 4, false, true},
+                                    // 34 on two ranks: rank 0 holds one row (16) of the segment
+                                    // [16, 32) of the pair (16, 2), a key of dilate: distance's
+                                    // units whose queries are at offset 1, and none of them
+                                    {1, 34, 2, 4, true, false}},
                                    {torch::kDouble, torch::kFloat}, 0);
 }
 

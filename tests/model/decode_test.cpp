@@ -44,6 +44,12 @@ std::vector<Kind> kinds() {
          a.dilated.dilation_rates = {1, 2, 4};
          a.dilated.dilate = attention::Dilate::kEveryOffset;
        }},
+      {"dilated_distance", [](attention::AttentionOptions& a) {
+         a.kind = "dilated";
+         a.dilated.segment_lengths = {4, 8, 24};
+         a.dilated.dilation_rates = {1, 2, 4};
+         a.dilated.dilate = attention::Dilate::kDistance;
+       }},
       {"dilated_head_groups", [](attention::AttentionOptions& a) {
          a.kind = "dilated";
          a.dilated.segment_lengths = {4, 8};

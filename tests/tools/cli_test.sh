@@ -57,7 +57,7 @@ expect_ok help "Subcommands:" -- "$longnet" --help
 expect_ok help-bench-lists-ring "ring +attention across P local ranks" -- "$longnet" bench --help
 expect_fail bench-density "longnet bench attention: --density: expected a number in \\(0, 1\\], got 'x'" -- "$longnet" bench attention --density x
 # bench attention --set: attention keys over a kind's preset, checked as a config's are.
-expect_fail bench-set-value "longnet bench attention \\(dilated at T=2048, --heads 8\\): attention.dilate: expected one of queries_and_keys, keys, every_offset, got 'sideways'" -- "$longnet" bench attention --kinds dilated --lengths 2048 --set attention.dilate=sideways
+expect_fail bench-set-value "longnet bench attention \\(dilated at T=2048, --heads 8\\): attention.dilate: expected one of queries_and_keys, keys, every_offset, distance, got 'sideways'" -- "$longnet" bench attention --kinds dilated --lengths 2048 --set attention.dilate=sideways
 expect_fail bench-set-rule "attention.dilation_rates.*expected" -- "$longnet" bench attention --kinds dilated --lengths 2048 --set 'attention.dilation_rates=[1]'
 expect_fail bench-set-section "--set 'model.n_layers=2': expected an attention.\\* key" -- "$longnet" bench attention --set model.n_layers=2
 expect_fail bench-set-kind "--set 'attention.kind=dense': choose the kinds with --kinds" -- "$longnet" bench attention --set attention.kind=dense

@@ -164,7 +164,7 @@ TEST_F(ConfigTest, DilatedAndBlockSparseOptionsAreParsedAndValidated) {
             std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.mix=average"})).find("attention.mix: expected one of lse, head_groups, got 'average'"), std::string::npos);
   EXPECT_NE(error_of(base, with({"attention.dilate=queries"}))
-                .find("attention.dilate: expected one of queries_and_keys, keys, every_offset, got 'queries'"),
+                .find("attention.dilate: expected one of queries_and_keys, keys, every_offset, distance, got 'queries'"),
             std::string::npos);
 
   auto b = train::parse_config(base, "test.yaml", {"attention.kind=block_sparse", "attention.block_size=32",
