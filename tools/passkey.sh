@@ -6,7 +6,7 @@
 # that their times per step are comparable.
 # Usage: tools/passkey.sh [dense dilated dilated_2048 dilated_keys dilated_every_offset
 #   dilated_2048_every_offset dilated_2048_keys dilated_2048_distance local local_global] [-- --set KEY=VALUE ...]
-# (default: dense dilated local local_global); what follows `--` goes to every train and eval
+# (default: dense dilated_2048_distance local local_global, the README's set); what follows `--` goes to every train and eval
 # call, e.g. `-- --set train.precision=float32` on a CPU without native bfloat16. Each run
 # lives under runs/passkey_<name>/ and is replaced on every call; its outputs are
 # runs/passkey_<name>.{log,svg,passkey.txt,lengths.txt,positions.txt}.
@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
   if [ "$1" = -- ]; then shift; extra=("$@"); break; fi
   names+=("$1"); shift
 done
-[ ${#names[@]} -gt 0 ] || names=(dense dilated local local_global)
+[ ${#names[@]} -gt 0 ] || names=(dense dilated_2048_distance local local_global)
 for name in "${names[@]}"; do
   [ -n "${pattern[$name]+x}" ] || { echo "unknown pattern '$name' (${!pattern[*]})"; exit 1; }
 done
