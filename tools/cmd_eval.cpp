@@ -65,11 +65,16 @@ std::string default_svg(const std::string& out_dir, const std::string& ckpt) {
 std::string passkey_svg(const std::vector<train::PasskeyCell>& cells, const std::vector<int64_t>& lengths,
                         const std::vector<double>& depths, const std::string& title) {
   const int cw = 64, ch = 32, left = 80, top = 48;
-  const int width = left + cw * static_cast<int>(depths.size()) + 16, height = top + ch * static_cast<int>(lengths.size()) + 40;
+  // The title (a checkpoint's path) starts at the left edge; the image is wide enough for it at
+  // 14 px sans-serif, whose characters are narrower than 8 px.
+  const int width = std::max(left + cw * static_cast<int>(depths.size()) + 16, 16 + 8 * static_cast<int>(title.size()));
+  const int height = top + ch * static_cast<int>(lengths.size()) + 40;
+  std::string escaped;  // a path may hold the characters XML reserves
+  for (const char c : title) escaped += c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : std::string(1, c);
   std::ostringstream s;
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  s << "<text x=\"" << left << "\" y=\"18\" font-size=\"14\">" << title << "</text>\n";
+  s << "<text x=\"8\" y=\"18\" font-size=\"14\">" << escaped << "</text>\n";
   for (size_t di = 0; di < depths.size(); ++di)
     s << "<text x=\"" << left + cw * static_cast<int>(di) + cw / 2 << "\" y=\"" << top - 8 << "\" text-anchor=\"middle\">"
       << depths[di] << "</text>\n";

@@ -140,10 +140,19 @@ expect_fail eval-lengths-zero "--lengths: expected a positive integer, got '0'" 
 expect_fail eval-score-last "--score-last 10 exceeds the shortest of --lengths, 8" -- "$longnet" eval "$work/ok.yaml" --lengths 8,16 --score-last 10
 expect_ok eval-passkey '"cells":\[\{"accuracy":[0-9.]+,"depth":0\.0,"first_token_accuracy":[0-9.]+,"length":300,"passed":[0-9]+,"token_accuracy":[0-9.]+,"trials":2\}' -- \
   "$longnet" eval "$work/ok.yaml" --passkey --lengths 300 --depths 0,1 --trials 2 --json --svg "$work/pk.svg"
-if python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert len(d.getElementsByTagName('rect')) == 2" "$work/pk.svg"; then
+# The heatmap is XML that a parser reads (a checkpoint path with '&' in its title included), of
+# 2 cells, and wide enough for its title (8 px a character at 14 px).
+cp -r "$work/run/checkpoints/$(cat "$work/run/checkpoints/latest")" "$work/a&b"
+"$longnet" eval "$work/ok.yaml" --passkey --lengths 300 --depths 0 --trials 1 --checkpoint "$work/a&b" --svg "$work/amp.svg" > /dev/null 2>&1
+svg_ok='import sys, xml.dom.minidom as m
+d = m.parse(sys.argv[1]); svg = d.documentElement; title = svg.getElementsByTagName("text")[0].firstChild.data
+assert len(d.getElementsByTagName("rect")) == int(sys.argv[2]), "cells"
+assert int(svg.getAttribute("width")) >= 8 * len(title), "width"
+assert sys.argv[3] in title, title'
+if python3 -c "$svg_ok" "$work/pk.svg" 2 "$work/run/checkpoints" && python3 -c "$svg_ok" "$work/amp.svg" 1 "$work/a&b"; then
   passed=$((passed + 1))
 else
-  echo "FAIL eval-passkey-svg: $work/pk.svg is not a heatmap of 2 cells"; failures=$((failures + 1))
+  echo "FAIL eval-passkey-svg: $work/pk.svg or $work/amp.svg is not a heatmap of its cells under its checkpoint's path"; failures=$((failures + 1))
 fi
 expect_fail eval-passkey-depth "--depths: Value 1.5 not in range" -- "$longnet" eval "$work/ok.yaml" --passkey --depths 0,1.5
 expect_fail eval-passkey-short "--lengths 20 cannot hold a passkey document: at least [0-9]+ tokens" -- \
