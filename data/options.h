@@ -24,6 +24,7 @@ struct TokenizerOptions {
   std::string type = "bpe";      // bpe | unigram | char
   int64_t vocab_size = 4096;     // for char: an upper bound, the corpus decides
   int64_t max_sentences = 300000;  // lines sampled to train the tokenizer (0: all)
+  bool split_digits = false;     // every digit its own piece (SentencePiece's split_digits)
 };
 
 // The keys of each section, each listed once: f(key, field) for each, in the order they are
@@ -50,6 +51,7 @@ void tokenizer_fields(O& o, F&& f) {
   f("type", o.type);
   f("vocab_size", o.vocab_size);
   f("max_sentences", o.max_sentences);
+  f("split_digits", o.split_digits);
 }
 
 }  // namespace longnet::data

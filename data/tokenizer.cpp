@@ -86,6 +86,7 @@ void train_tokenizer(const TokenizerOptions& options, const Corpus& corpus) {
       {"user_defined_symbols", "\n"},
       {"character_coverage", "1.0"},
       {"byte_fallback", is_char ? "false" : "true"},
+      {"split_digits", options.split_digits ? "true" : "false"},
       // char: the corpus decides the alphabet; vocab_size is only an upper bound.
       {"hard_vocab_limit", is_char ? "false" : "true"},
       {"unk_id", "0"},

@@ -211,6 +211,29 @@ TEST_F(DataTest, BpeTokenizerRoundTripsAndCompresses) {
   EXPECT_LT(tok.encode(sample_text(5)).size(), sample_text(5).size() / 2);
 }
 
+// tokenizer.split_digits: a corpus full of the same numbers merges their digits into pieces,
+// unless every digit is its own piece.
+TEST_F(DataTest, SplitDigitsMakesEveryDigitAPiece) {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "In 2023 the court held 1999 sessions and 4096 pages, page " + std::to_string(i % 7) + ".\n";
+  write_text(dir.path() / "n.txt", text);
+  data::DataOptions d;
+  d.path = dir.str("n.txt");
+  for (const bool split : {false, true}) {
+    data::TokenizerOptions t;
+    t.path = dir.str(split ? "split.model" : "merged.model");
+    t.vocab_size = 300;
+    t.split_digits = split;
+    data::train_tokenizer(t, data::load_corpus(d));
+    data::Tokenizer tok(t.path);
+    EXPECT_EQ(tok.decode(tok.encode("20231999")), "20231999");
+    if (split)
+      EXPECT_EQ(tok.encode("20231999").size(), 8u);
+    else
+      EXPECT_LT(tok.encode("20231999").size(), 8u);
+  }
+}
+
 TEST_F(DataTest, MissingOrInvalidTokenizerNamesTheFile) {
   EXPECT_THROW(data::Tokenizer(dir.str("none.model")), DataError);
   write_text(dir.path() / "bad.model", "this is not a protobuf");
