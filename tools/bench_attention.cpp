@@ -28,6 +28,7 @@ struct BenchSetup {
   bool causal = true;
   double density = 0.1;
   int threads = 0;
+  std::string dtype = "float32";  // q, k, v and their gradients: float32 or bfloat16
   std::vector<std::string> sets;  // --set attention.KEY=VALUE, over each kind's preset
 };
 
@@ -51,7 +52,8 @@ nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup&
   const int threads = train::configure_runtime(t);
   auto o = bench_options(kind, T, s);
   auto kernel = attention::make_kernel(o);
-  auto q = torch::randn({s.batch, T, s.heads, s.head_dim}).requires_grad_();
+  const auto dtype = s.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat;
+  auto q = torch::randn({s.batch, T, s.heads, s.head_dim}, torch::dtype(dtype)).requires_grad_();
   auto k = torch::randn_like(q).requires_grad_(), v = torch::randn_like(q).requires_grad_();
   auto gout = torch::randn_like(q);
   double fwd = 1e30, fwdbwd = 1e30;
@@ -77,7 +79,7 @@ nlohmann::json measure_one(const std::string& kind, int64_t T, const BenchSetup&
   getrusage(RUSAGE_SELF, &ru);
   const double pairs = static_cast<double>(s.batch * s.heads) * kernel->attended_pairs(T, s.causal);
   nlohmann::json j = {{"kind", kind}, {"sets", s.sets}, {"T", T}, {"heads", s.heads}, {"head_dim", s.head_dim}, {"batch", s.batch},
-                      {"causal", s.causal}, {"fwd_ms", 1e3 * fwd}, {"fwd_bwd_ms", 1e3 * fwdbwd},
+                      {"dtype", s.dtype}, {"causal", s.causal}, {"fwd_ms", 1e3 * fwd}, {"fwd_bwd_ms", 1e3 * fwdbwd},
                       {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"attended_pairs", pairs},
                       {"gflops", 4.0 * s.head_dim * pairs / fwd / 1e9}, {"threads", threads}};
   j["density"] = attention::density(*kernel, T, s.causal);
@@ -103,7 +105,7 @@ double gemm_gflops(int threads) {
 
 int bench_attention(int argc, char** argv) {
   Command cmd("bench attention", "Time and measure the attention kernels.",
-              R"(Times each kernel at each length, forward and forward+backward, float32, and reports peak
+              R"(Times each kernel at each length, forward and forward+backward, in --dtype, and reports peak
 RSS and effective GFLOP/s (4 * head_dim flops per attended (query, key) pair, forward) beside
 the machine's float32 GEMM GFLOP/s (2048^3) measured in the same run. Every measurement runs
 in a fresh process, so its peak RSS is its own. Each kind's settings are its registry entry's
@@ -127,6 +129,9 @@ attention.dilate=every_offset.)");
   app.add_option("--key-block", s.key_block, "attention.key_block")->check(kPositive)->capture_default_str();
   app.add_option("--density", s.density, "block_sparse's kept fraction of block pairs")
       ->check(kFraction)
+      ->capture_default_str();
+  app.add_option("--dtype", s.dtype, "q, k and v: float32, or bfloat16 as under train.precision: bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
   app.add_flag("--non-causal", non_causal, "attend in both directions (default causal)");
   app.add_option("--repeat", s.repeat, "timed rounds, the best kept")->check(kPositive)->capture_default_str();
@@ -157,6 +162,7 @@ attention.dilate=every_offset.)");
     std::printf("%s\n", nlohmann::json({{"gemm_gflops", gemm}}).dump().c_str());
   } else {
     std::printf("float32 GEMM 2048^3: %.1f GFLOP/s\n", gemm);
+    std::printf("q, k, v: %s\n", s.dtype.c_str());
     for (const auto& set : s.sets) std::printf("--set %s\n", set.c_str());
     std::printf("\n");
     std::printf("%-13s %7s %3s %4s %6s %10s %12s %10s %8s %7s %8s\n", "kind", "T", "H", "D", "causal", "fwd ms",
@@ -170,7 +176,7 @@ attention.dilate=every_offset.)");
       std::ostringstream cmd;
       cmd << "'" << exe << "' bench attention --one-kind " << kind << " --one-length " << T << " --heads " << s.heads
           << " --head-dim " << s.head_dim << " --batch " << s.batch << " --block " << s.block << " --key-block " << s.key_block << " --repeat "
-          << s.repeat << " --threads " << s.threads << " --density " << s.density << (s.causal ? "" : " --non-causal");
+          << s.repeat << " --threads " << s.threads << " --dtype " << s.dtype << " --density " << s.density << (s.causal ? "" : " --non-causal");
       for (const auto& set : s.sets) cmd << " --set '" << set << "'";
       int rc = 0;
       const auto j = run_child(cmd.str(), rc);
