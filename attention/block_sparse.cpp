@@ -83,6 +83,7 @@ class BlockSparseFunction : public torch::autograd::Function<BlockSparseFunction
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& mask, bool causal, int64_t b,
                                int64_t k_block, const std::vector<int64_t>& dropout) {
+    ctx->set_materialize_grads(false);  // an unused lse keeps no gradient (blockwise.h)
     torch::NoGradGuard no_grad;
     const auto drop = DropoutKey::unpack(dropout);
     const int64_t T = q.size(2), H = q.size(1);

@@ -166,6 +166,19 @@ void flash_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tens
 void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
                          const at::Tensor& lse, const at::Tensor& dout, const TileSpec& spec, const at::Tensor& dq,
                          const at::Tensor& dk, const at::Tensor& dv) {
+  if (q.device().is_cpu() && reduced_precision(q)) {
+    // LibTorch's CPU flash backward in bfloat16 adds every key block's dq, dk, dv into bfloat16
+    // (rounded at each block), and its bfloat16 GEMMs keep memory for every new shape: over a
+    // run of packed documents of many lengths the process grew by more than 1 GB. In float32
+    // neither happens; the inputs are copied to float32 and each gradient is rounded once.
+    auto f = [](const at::Tensor& t) { return t.to(at::kFloat); };
+    auto dq32 = at::zeros_like(dq, at::kFloat), dk32 = at::zeros_like(dk, at::kFloat), dv32 = at::zeros_like(dv, at::kFloat);
+    flash_backward_into(f(q), f(k), f(v), f(out), lse, f(dout), spec, dq32, dk32, dv32);
+    dq.add_(dq32);
+    dk.add_(dk32);
+    dv.add_(dv32);
+    return;
+  }
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   const auto lse_f = lse.to(flash_lse_type(q));
   for (const auto& p : flash_pieces(spec, Tq, Tk)) {
@@ -197,6 +210,38 @@ bool flash_core_fits(const at::Tensor& q) {
 }
 
 }  // namespace
+
+bool biased_core_fits(const at::Tensor& q) {
+  const auto t = q.scalar_type();
+  return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
+}
+
+std::pair<at::Tensor, at::Tensor> biased_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& bias, bool causal) {
+  TORCH_CHECK(biased_core_fits(q), "biased attention runs on the CPU in float32, float64 or bfloat16");
+  auto [o, l] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, bias, /*scale=*/1.0);
+  return {o, l};
+}
+
+void biased_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                     const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& bias, bool causal,
+                     const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
+  TORCH_CHECK(biased_core_fits(q), "biased attention runs on the CPU in float32, float64 or bfloat16");
+  if (reduced_precision(q)) {  // in float32, as flash_backward_into (above) and for the same reasons
+    auto f = [](const at::Tensor& t) { return t.to(at::kFloat); };
+    auto dq32 = at::zeros_like(dq, at::kFloat), dk32 = at::zeros_like(dk, at::kFloat), dv32 = at::zeros_like(dv, at::kFloat);
+    biased_backward(f(q), f(k), f(v), f(out), lse, f(dout), bias, causal, dq32, dk32, dv32);
+    dq.add_(dq32);
+    dk.add_(dk32);
+    dv.add_(dv32);
+    return;
+  }
+  auto [gq, gk, gv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+      dout.contiguous(), q, k, v, out, lse.to(q.scalar_type()), 0.0, causal, bias, /*scale=*/1.0);
+  dq.add_(gq);
+  dk.add_(gk);
+  dv.add_(gv);
+}
 
 bool reduced_precision(const at::Tensor& x) {
   return x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <functional>
+#include <utility>
 
 #include "attention/dropout.h"
 
@@ -45,6 +46,9 @@ void tiled_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
 
 // Gradients of out (dout: [B, H, Tq, D]) and lse (dlse: [B, H, Tq], may be undefined)
 // with respect to q, k, v, accumulated (add_) into dq, dk, dv of the inputs' shapes.
+// Only an undefined dlse lets the backward take the flash core (blockwise.cpp), so every
+// kernel's autograd function sets materialize_grads off: its lse, which training never uses,
+// then gets an undefined gradient rather than LibTorch's default of zeros.
 void tiled_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                     const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                     const at::Tensor& dlse, const TileSpec& spec, at::Tensor& dq,
@@ -58,6 +62,19 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
                          const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dout,
                          const at::Tensor& dlse, const TileSpec& spec, const at::Tensor& dq,
                          const at::Tensor& dk, const at::Tensor& dv);
+
+// Exact attention with an additive score bias, through LibTorch's CPU flash kernels: q, k, v
+// [B, H, T, D] contiguous (the scale folded into q), bias [1, H, Tq, Tk] broadcast over the
+// batch (any view whose last stride is 1 or 0, e.g. a strided view of a short periodic buffer;
+// -inf nowhere on a whole row). Out [B, H, Tq, D], lse [B, H, Tq] (float32 for reduced inputs);
+// the backward accumulates into dq, dk, dv and has no lse gradient. Only where
+// biased_core_fits(q): the CPU, float32, float64 or bfloat16.
+bool biased_core_fits(const at::Tensor& q);
+std::pair<at::Tensor, at::Tensor> biased_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& bias, bool causal);
+void biased_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                     const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& bias, bool causal,
+                     const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv);
 
 // Reduced-precision inputs (bfloat16, half): out keeps the input's dtype, the lse is float32
 // (merges of partial results need its precision), and the tile loop computes in float32.

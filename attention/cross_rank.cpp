@@ -244,6 +244,7 @@ class CrossRankFunction : public torch::autograd::Function<CrossRankFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, c10::intrusive_ptr<CrossRankState> s) {
+    ctx->set_materialize_grads(false);  // an unused lse keeps no gradient (blockwise.h)
     torch::NoGradGuard no_grad;
     const int r = s->rank();
     auto out = torch::zeros_like(q);

@@ -33,6 +33,7 @@ class TiledAttentionFunction : public torch::autograd::Function<TiledAttentionFu
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q,
                                const torch::Tensor& k, const torch::Tensor& v, bool causal,
                                int64_t q_block, int64_t k_block, const std::vector<int64_t>& dropout) {
+    ctx->set_materialize_grads(false);  // an unused lse keeps no gradient (blockwise.h)
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["q_block"] = q_block;
     ctx->saved_data["k_block"] = k_block;

@@ -170,9 +170,25 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const AttentionOptions& options, bool causal,
                                const std::vector<int64_t>& dropout) {
+    ctx->set_materialize_grads(false);  // an unused lse keeps no gradient (blockwise.h)
     const auto drop = DropoutKey::unpack(dropout);
     auto spec = tile_spec(options, causal);
     spec.dropout = &drop;
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
+    ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
+    ctx->saved_data["head_groups"] = options.dilated.mix == Mix::kHeadGroups;
+    ctx->saved_data["dilate"] = static_cast<int64_t>(options.dilated.dilate);
+    ctx->saved_data["block_size"] = options.block_size;
+    ctx->saved_data["key_block"] = options.key_block;
+    ctx->saved_data["dropout"] = dropout;
+    if (!spec.drops() && biased_core_fits(q)) {
+      if (auto bias = one_call_bias(options, q.size(1), q.size(2), q); bias.defined()) {
+        auto [out, lse] = biased_forward(q, k, v, bias, causal);
+        ctx->save_for_backward({q, k, v, out, lse});
+        return {out, lse};
+      }
+    }
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
     // Pieces of one unit touch disjoint query rows, items of one piece disjoint rows and heads:
@@ -198,15 +214,6 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
       }
     }
     ctx->save_for_backward({q, k, v, out, lse});
-    // The options by value: the kernel that called us may be gone before backward runs.
-    ctx->saved_data["causal"] = causal;
-    ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
-    ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
-    ctx->saved_data["head_groups"] = options.dilated.mix == Mix::kHeadGroups;
-    ctx->saved_data["dilate"] = static_cast<int64_t>(options.dilated.dilate);
-    ctx->saved_data["block_size"] = options.block_size;
-    ctx->saved_data["key_block"] = options.key_block;
-    ctx->saved_data["dropout"] = dropout;
     return {out, lse};
   }
 
@@ -226,6 +233,14 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     const auto& dlse = grads[1];
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    // The forward's one call, where it took it; with an lse gradient the units' loop below,
+    // which computes the same function.
+    if (!spec.drops() && biased_core_fits(q) && !dlse.defined()) {
+      if (auto bias = one_call_bias(options, q.size(1), q.size(2), q); bias.defined()) {
+        biased_backward(q, k, v, out, lse, dout, bias, spec.causal, dq, dk, dv);
+        return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+      }
+    }
     for (const auto& u : dilated_units(options, q.size(1))) {
       for (const auto& p : unit_pieces(u, q.size(2), spec)) {
         auto qv = p.rows(q), kv = p.keys(k), vv = p.keys(v), ov = p.rows(out), lv = p.rows(lse), gov = p.rows(dout);
@@ -289,6 +304,37 @@ std::vector<DilatedUnit> dilated_units(const AttentionOptions& o, int64_t H) {
     }
   }
   return units;
+}
+
+torch::Tensor one_call_bias(const AttentionOptions& o, int64_t H, int64_t T, const torch::Tensor& like) {
+  for (size_t i = 0; i < o.dilated.segment_lengths.size(); ++i)
+    if (o.dilated.segment_lengths[i] < T || o.dilated.dilation_rates[i] > 2) return {};
+  // m[h][a][b]: the units that attend a query at a = i mod 2 to a key at b = j mod 2 in head h.
+  std::vector<std::array<std::array<int64_t, 2>, 2>> m(static_cast<size_t>(H), {{{0, 0}, {0, 0}}});
+  for (const auto& u : dilated_units(o, H))
+    for (int64_t h = u.h_first; h < u.h_end; h += u.h_step)
+      for (int64_t a = 0; a < 2; ++a)
+        for (int64_t b = 0; b < 2; ++b)
+          if (u.r == 1 || (b == u.offset && (u.all_queries || a == u.q_offset))) ++m[static_cast<size_t>(h)][a][b];
+  bool by_sum = true, by_key = true;
+  for (const auto& mh : m) {
+    for (const auto& row : mh)
+      for (int64_t n : row)
+        if (n == 0) return {};
+    by_sum = by_sum && mh[0][0] == mh[1][1] && mh[0][1] == mh[1][0];
+    by_key = by_key && mh[0][0] == mh[1][0] && mh[0][1] == mh[1][1];
+  }
+  if (!by_sum && !by_key) return {};
+  // Head h's values at p = 0 .. 2T - 2: log m_h at (i + j) mod 2 = p mod 2, or at j mod 2 = p
+  // mod 2; the view reads row i of head h from p = i (by sum) or p = 0 (by key).
+  const int64_t n = std::max<int64_t>(2 * T - 1, 2);
+  auto values = torch::empty({H, 2}, torch::kDouble);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t p = 0; p < 2; ++p)
+      values[h][p] = std::log(static_cast<double>(m[static_cast<size_t>(h)][0][p]));
+  const auto type = like.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  auto buffer = values.repeat({1, (n + 1) / 2}).narrow(1, 0, n).to(like.device(), type).contiguous();
+  return buffer.as_strided({1, H, T, T}, {0, n, by_sum ? 1 : 0, 1});
 }
 
 std::vector<int64_t> query_offsets(const DilatedUnit& u) {

@@ -87,6 +87,17 @@ AttentionOutput dilated_across_ranks(const torch::Tensor& q, const torch::Tensor
 // head per pair); across ranks LongNet's distributed algorithm on the contiguous split.
 KernelEntry dilated_entry();
 
+// A sequence no pair cuts (T <= every segment length) under rates of 1 and 2 alone: each head's
+// pattern is then how many units attend each (query i, key j), m_h(i mod 2, j mod 2), and the
+// lse mix of the units is one softmax over every key with the scores s_ij + log m_h: one dense
+// call with that bias (blockwise.h, biased_forward) instead of a call per unit. Taken where
+// m_h >= 1 everywhere (a rate-1 pair reaches every head), so that the dense call attends no more
+// pairs than the units do, and where m_h depends on (i + j) mod 2 alone (dilate: distance,
+// every_offset) or on j mod 2 alone (dilate: keys), so that the bias is a strided view of two
+// values per head. A packed window's short documents all go this way. The bias [1, H, T, T],
+// or an undefined tensor where this does not apply; `like` gives its device and dtype.
+torch::Tensor one_call_bias(const AttentionOptions& options, int64_t H, int64_t T, const torch::Tensor& like);
+
 // The most bytes of temporaries (float copies of a unit's strided rows and a score tile per
 // item) with which a unit's (batch, head, segment) items run as one call rather than one call
 // each (dilated.cpp, fits_one_call): 64 MiB. Tests set 0 to take the per-item path, which long

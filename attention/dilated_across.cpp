@@ -230,6 +230,7 @@ class DilatedAcrossFunction : public torch::autograd::Function<DilatedAcrossFunc
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, c10::intrusive_ptr<DilatedAcrossState> s) {
+    ctx->set_materialize_grads(false);  // an unused lse keeps no gradient (blockwise.h)
     torch::NoGradGuard no_grad;
     const int me = s->layout.rank();
     const int64_t B = q.size(0), D = q.size(3);

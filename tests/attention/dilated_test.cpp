@@ -137,6 +137,46 @@ TEST_F(DilatedTest, DistanceMatchesItsDefinitionWrittenOutByHand) {
   }
 }
 
+// Where no pair cuts the sequence and the rates are 1 and 2, the pattern is one dense call with
+// the bias log m_h (dilated.h); the oracle suite's cases (oracle.cpp) check its results.
+TEST_F(DilatedTest, OneCallBiasIsTheLogOfHowManyUnitsAttendEachPair) {
+  attention::AttentionOptions o;
+  o.kind = "dilated";
+  o.dilated.segment_lengths = {2048, 4096};
+  o.dilated.dilation_rates = {1, 2};
+  o.dilated.dilate = attention::Dilate::kDistance;
+  const auto like = torch::zeros({1}, torch::kDouble);
+  // distance: head 0 (and 2) reads the rate-2 pair's keys at an even distance, head 1 at an odd one.
+  auto bias = attention::one_call_bias(o, 4, 5, like);
+  ASSERT_TRUE(bias.defined());
+  ASSERT_EQ(bias.sizes(), (std::vector<int64_t>{1, 4, 5, 5}));
+  for (int64_t h = 0; h < 4; ++h)
+    for (int64_t i = 0; i < 5; ++i)
+      for (int64_t j = 0; j < 5; ++j)
+        EXPECT_DOUBLE_EQ(bias[0][h][i][j].item<double>(), (i - j - h) % 2 == 0 ? std::log(2.0) : 0.0)
+            << "head " << h << ", query " << i << ", key " << j;
+  // keys: head h reads the keys at j = h mod 2 in both its query parities.
+  o.dilated.dilate = attention::Dilate::kKeys;
+  bias = attention::one_call_bias(o, 2, 6, like);
+  ASSERT_TRUE(bias.defined());
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t i = 0; i < 6; ++i)
+      for (int64_t j = 0; j < 6; ++j)
+        EXPECT_DOUBLE_EQ(bias[0][h][i][j].item<double>(), (j - h) % 2 == 0 ? std::log(2.0) : 0.0);
+  // Where it does not apply: a pair that cuts the sequence, a rate above 2, LongNet's rows
+  // (m depends on i and j apart), a head with no rate-1 pair (m = 0 somewhere).
+  EXPECT_FALSE(attention::one_call_bias(o, 4, 2049, like).defined());
+  auto rate3 = o;
+  rate3.dilated.dilation_rates = {1, 3};
+  EXPECT_FALSE(attention::one_call_bias(rate3, 4, 100, like).defined());
+  auto longnet = o;
+  longnet.dilated.dilate = attention::Dilate::kQueriesAndKeys;
+  EXPECT_FALSE(attention::one_call_bias(longnet, 4, 100, like).defined());
+  auto groups = o;
+  groups.dilated.mix = attention::Mix::kHeadGroups;
+  EXPECT_FALSE(attention::one_call_bias(groups, 4, 100, like).defined());
+}
+
 TEST_F(DilatedTest, HeadGroupsSplitTheRemainderToTheFirstGroups) {
   EXPECT_EQ(attention::head_group(8, 3, 0), std::make_pair(int64_t{0}, int64_t{3}));
   EXPECT_EQ(attention::head_group(8, 3, 1), std::make_pair(int64_t{3}, int64_t{3}));
@@ -176,10 +216,17 @@ TEST_F(DilatedTest, BFloat16LosesNoMoreThanDenseDoes) {
   o.dilated.segment_lengths = {1024, 2048, 4096};
   o.dilated.dilation_rates = {1, 2, 4};
   const auto dilated = errors(o);
+  // configs/passkey.yaml's dilated run: its documents go as one biased call (one_call_bias).
+  o.dilated.segment_lengths = {2048, 4096};
+  o.dilated.dilation_rates = {1, 2};
+  o.dilated.dilate = attention::Dilate::kDistance;
+  ASSERT_TRUE(attention::one_call_bias(o, H, T, q).defined());
+  const auto one_call = errors(o);
   const char* names[] = {"out", "dq", "dk", "dv"};
   for (size_t i = 0; i < dense.size(); ++i) {
     EXPECT_GT(dense[i], 1e-4) << names[i] << ": bfloat16 should round something";
     EXPECT_LT(dilated[i], 1.5 * dense[i]) << names[i] << ": dilated " << dilated[i] << ", dense " << dense[i];
+    EXPECT_LT(one_call[i], 1.5 * dense[i]) << names[i] << ": one call " << one_call[i] << ", dense " << dense[i];
   }
 }
 

@@ -273,7 +273,12 @@ std::vector<KernelCase> dilated_cases() {
                          Shape{2, 37, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kLse, true, 16, Dilate::kDistance},
                          Shape{1, 50, 2, 4, {12, 64}, {2, 3}, Mix::kLse, false, 16, Dilate::kDistance},
                          Shape{2, 45, 5, 8, {8, 16, 32}, {1, 2, 4}, Mix::kHeadGroups, true, 16, Dilate::kDistance},
-                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kDistance}}) {
+                         Shape{1, 70, 2, 8, {32, 64}, {3, 4}, Mix::kLse, true, 8, Dilate::kDistance},
+                         // no pair cuts the sequence, rates 1 and 2: one biased dense call
+                         // (dilated.h, one_call_bias), by (i + j) mod 2 and by j mod 2
+                         Shape{2, 30, 4, 8, {32, 64}, {1, 2}, Mix::kLse, true, 8, Dilate::kDistance},
+                         Shape{1, 33, 3, 4, {40, 33}, {2, 1}, Mix::kLse, false, 8, Dilate::kEveryOffset},
+                         Shape{2, 25, 3, 8, {32, 25}, {1, 2}, Mix::kLse, true, 8, Dilate::kKeys}}) {
     auto c = with("dilated", s.B, s.T, s.H, s.D, s.causal, s.block);
     c.options.dilated.segment_lengths = s.w;
     c.options.dilated.dilation_rates = s.r;
