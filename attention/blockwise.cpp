@@ -161,6 +161,22 @@ void flash_forward_into(const at::Tensor& q, const at::Tensor& k, const at::Tens
   }
 }
 
+// A backward on float32 copies of reduced-precision q, k, v, out and dout: `run` gets the copies
+// and float32 gradients, which are then added to dq, dk, dv, each rounded once.
+using Backward = std::function<void(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& out, const at::Tensor& dout, const at::Tensor& dq,
+                                    const at::Tensor& dk, const at::Tensor& dv)>;
+void backward_in_float32(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                         const at::Tensor& dout, const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
+                         const Backward& run) {
+  auto f = [](const at::Tensor& t) { return t.to(at::kFloat); };
+  auto dq32 = at::zeros_like(dq, at::kFloat), dk32 = at::zeros_like(dk, at::kFloat), dv32 = at::zeros_like(dv, at::kFloat);
+  run(f(q), f(k), f(v), f(out), f(dout), dq32, dk32, dv32);
+  dq.add_(dq32);
+  dk.add_(dk32);
+  dv.add_(dv32);
+}
+
 // Each piece's gradients from the whole tile's out and lse: p = exp(s - lse) and
 // delta = dout . out are those of all the keys, as in the tile loop.
 void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
@@ -170,14 +186,13 @@ void flash_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
     // LibTorch's CPU flash backward in bfloat16 adds every key block's dq, dk, dv into bfloat16
     // (rounded at each block), and its bfloat16 GEMMs keep memory for every new shape: over a
     // run of packed documents of many lengths the process grew by more than 1 GB. In float32
-    // neither happens; the inputs are copied to float32 and each gradient is rounded once.
-    auto f = [](const at::Tensor& t) { return t.to(at::kFloat); };
-    auto dq32 = at::zeros_like(dq, at::kFloat), dk32 = at::zeros_like(dk, at::kFloat), dv32 = at::zeros_like(dv, at::kFloat);
-    flash_backward_into(f(q), f(k), f(v), f(out), lse, f(dout), spec, dq32, dk32, dv32);
-    dq.add_(dq32);
-    dk.add_(dk32);
-    dv.add_(dv32);
-    return;
+    // neither happens.
+    return backward_in_float32(q, k, v, out, dout, dq, dk, dv,
+                               [&](const at::Tensor& q32, const at::Tensor& k32, const at::Tensor& v32,
+                                   const at::Tensor& out32, const at::Tensor& dout32, const at::Tensor& dq32,
+                                   const at::Tensor& dk32, const at::Tensor& dv32) {
+                                 flash_backward_into(q32, k32, v32, out32, lse, dout32, spec, dq32, dk32, dv32);
+                               });
   }
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   const auto lse_f = lse.to(flash_lse_type(q));
@@ -228,13 +243,12 @@ void biased_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv) {
   TORCH_CHECK(biased_core_fits(q), "biased attention runs on the CPU in float32, float64 or bfloat16");
   if (reduced_precision(q)) {  // in float32, as flash_backward_into (above) and for the same reasons
-    auto f = [](const at::Tensor& t) { return t.to(at::kFloat); };
-    auto dq32 = at::zeros_like(dq, at::kFloat), dk32 = at::zeros_like(dk, at::kFloat), dv32 = at::zeros_like(dv, at::kFloat);
-    biased_backward(f(q), f(k), f(v), f(out), lse, f(dout), bias, causal, dq32, dk32, dv32);
-    dq.add_(dq32);
-    dk.add_(dk32);
-    dv.add_(dv32);
-    return;
+    return backward_in_float32(q, k, v, out, dout, dq, dk, dv,
+                               [&](const at::Tensor& q32, const at::Tensor& k32, const at::Tensor& v32,
+                                   const at::Tensor& out32, const at::Tensor& dout32, const at::Tensor& dq32,
+                                   const at::Tensor& dk32, const at::Tensor& dv32) {
+                                 biased_backward(q32, k32, v32, out32, lse, dout32, bias, causal, dq32, dk32, dv32);
+                               });
   }
   auto [gq, gk, gv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
       dout.contiguous(), q, k, v, out, lse.to(q.scalar_type()), 0.0, causal, bias, /*scale=*/1.0);
@@ -315,14 +329,13 @@ void tiled_backward_into(const at::Tensor& q, const at::Tensor& k, const at::Ten
       !dlse.defined())
     return flash_backward_into(q, k, v, out, lse, dout, spec, dq, dk, dv);
   if (reduced_precision(q)) {  // the loop in float32, each gradient rounded once
-    auto f = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
-    auto dq32 = torch::zeros_like(dq, at::kFloat), dk32 = torch::zeros_like(dk, at::kFloat);
-    auto dv32 = torch::zeros_like(dv, at::kFloat);
-    tiled_backward_into(f(q), f(k), f(v), f(out), lse, f(dout), f(dlse), spec, dq32, dk32, dv32);
-    dq.add_(dq32);
-    dk.add_(dk32);
-    dv.add_(dv32);
-    return;
+    const auto dlse32 = dlse.defined() ? dlse.to(at::kFloat) : dlse;
+    return backward_in_float32(q, k, v, out, dout, dq, dk, dv,
+                               [&](const at::Tensor& q32, const at::Tensor& k32, const at::Tensor& v32,
+                                   const at::Tensor& out32, const at::Tensor& dout32, const at::Tensor& dq32,
+                                   const at::Tensor& dk32, const at::Tensor& dv32) {
+                                 tiled_backward_into(q32, k32, v32, out32, lse, dout32, dlse32, spec, dq32, dk32, dv32);
+                               });
   }
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
   // ds = p * (dp - delta), delta_i = dout_i . out_i - dlse_i  (d lse_i / d s_ij = p_ij).
