@@ -226,10 +226,7 @@ bool flash_core_fits(const at::Tensor& q) {
 
 }  // namespace
 
-bool biased_core_fits(const at::Tensor& q) {
-  const auto t = q.scalar_type();
-  return q.device().is_cpu() && (t == at::kFloat || t == at::kDouble || t == at::kBFloat16);
-}
+bool biased_core_fits(const at::Tensor& q) { return q.device().is_cpu() && flash_core_fits(q); }
 
 std::pair<at::Tensor, at::Tensor> biased_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                  const at::Tensor& bias, bool causal) {

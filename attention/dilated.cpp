@@ -159,6 +159,13 @@ TileSpec tile_spec(const AttentionOptions& o, bool causal) {
   return spec;
 }
 
+// The bias of the one biased call (dilated.h, one_call_bias) where q's heads and rows take it:
+// no dropout (whose masks are per item), and a core that takes a bias; else undefined.
+torch::Tensor one_call(const AttentionOptions& options, const torch::Tensor& q, const TileSpec& spec) {
+  if (spec.drops() || !biased_core_fits(q)) return {};
+  return one_call_bias(options, q.size(1), q.size(2), q);
+}
+
 // The whole dilated attention as one autograd function. The pairs are mixed by lse (LongNet
 // eq. 10) as they are computed: each segment's (out, lse) is merged into the running result on
 // its own rows while in cache. Mixed that way, out is one softmax over the union of every
@@ -174,6 +181,7 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     const auto drop = DropoutKey::unpack(dropout);
     auto spec = tile_spec(options, causal);
     spec.dropout = &drop;
+    // The options by value: the kernel that called us may be gone before backward runs.
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["segment_lengths"] = options.dilated.segment_lengths;
     ctx->saved_data["dilation_rates"] = options.dilated.dilation_rates;
@@ -182,12 +190,10 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     ctx->saved_data["block_size"] = options.block_size;
     ctx->saved_data["key_block"] = options.key_block;
     ctx->saved_data["dropout"] = dropout;
-    if (!spec.drops() && biased_core_fits(q)) {
-      if (auto bias = one_call_bias(options, q.size(1), q.size(2), q); bias.defined()) {
-        auto [out, lse] = biased_forward(q, k, v, bias, causal);
-        ctx->save_for_backward({q, k, v, out, lse});
-        return {out, lse};
-      }
+    if (auto bias = one_call(options, q, spec); bias.defined()) {
+      auto [out, lse] = biased_forward(q, k, v, bias, causal);
+      ctx->save_for_backward({q, k, v, out, lse});
+      return {out, lse};
     }
     auto out = torch::zeros_like(q);
     auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, -std::numeric_limits<double>::infinity(), lse_options(q));
@@ -235,11 +241,9 @@ class DilatedFunction : public torch::autograd::Function<DilatedFunction> {
     auto dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     // The forward's one call, where it took it; with an lse gradient the units' loop below,
     // which computes the same function.
-    if (!spec.drops() && biased_core_fits(q) && !dlse.defined()) {
-      if (auto bias = one_call_bias(options, q.size(1), q.size(2), q); bias.defined()) {
-        biased_backward(q, k, v, out, lse, dout, bias, spec.causal, dq, dk, dv);
-        return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
-      }
+    if (auto bias = dlse.defined() ? torch::Tensor() : one_call(options, q, spec); bias.defined()) {
+      biased_backward(q, k, v, out, lse, dout, bias, spec.causal, dq, dk, dv);
+      return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
     }
     for (const auto& u : dilated_units(options, q.size(1))) {
       for (const auto& p : unit_pieces(u, q.size(2), spec)) {
